@@ -1,0 +1,23 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test test-fast bench clean
+
+install:  ## create .venv and install sdegen with its dev extras (takes the local torch wheels)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+
+test:  ## the whole test suite (slow end-to-end tests included)
+	$(BIN)/pytest -q
+
+test-fast:  ## skip the slow end-to-end tests
+	$(BIN)/pytest -q -m "not slow"
+
+bench:  ## sampler and training benchmarks (tables on stdout, PNGs under outputs/bench)
+	$(BIN)/python scripts/bench_samplers.py
+	$(BIN)/python scripts/bench_train.py
+
+clean:
+	rm -rf outputs multirun wandb lightning_logs .pytest_cache

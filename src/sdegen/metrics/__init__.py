@@ -1,0 +1,1 @@
+"""Metrics: sample distances for the exact test bed, likelihoods, FID/IS."""

@@ -1,0 +1,1 @@
+"""Score models: the exact Gaussian-mixture score and trained networks."""

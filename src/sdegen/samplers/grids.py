@@ -1,0 +1,43 @@
+"""Time grids from T down to the end time ``eps``."""
+
+from __future__ import annotations
+
+import torch
+
+from ..sde.base import SDE
+
+
+def uniform_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+    """t_i uniform on [eps, T] (Song et al. 2021)."""
+    return torch.linspace(sde.T, eps, steps + 1, dtype=torch.float64)
+
+
+def logsnr_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+    """λ_i = log(α/σ) uniform between λ(T) and λ(eps) (Lu et al. 2022, DPM-Solver Sec. 3.3)."""
+    lam = torch.linspace(float(sde.log_snr(torch.tensor(sde.T, dtype=torch.float64))),
+                         float(sde.log_snr(torch.tensor(eps, dtype=torch.float64))), steps + 1, dtype=torch.float64)
+    ts = sde.t_from_log_snr(lam).to(torch.float64)
+    ts[0], ts[-1] = sde.T, eps
+    return ts
+
+
+def edm_grid(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: the noise-to-signal ratio s = σ/α spaced as s^{1/ρ} uniform."""
+    ratio = lambda t: float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
+    s_max, s_min = ratio(sde.T), ratio(eps)
+    i = torch.arange(steps + 1, dtype=torch.float64) / steps
+    s = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+    ts = sde.t_from_log_snr(-torch.log(s)).to(torch.float64)
+    ts[0], ts[-1] = sde.T, eps
+    return ts
+
+
+GRIDS = {"uniform": uniform_grid, "logsnr": logsnr_grid, "edm": edm_grid}
+
+
+def time_grid(sde: SDE, steps: int, eps: float, kind: str = "uniform", **kwargs) -> torch.Tensor:
+    if kind not in GRIDS:
+        raise ValueError(f"unknown time grid {kind!r}; choose one of {sorted(GRIDS)}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return GRIDS[kind](sde, steps, eps, **kwargs)
