@@ -177,3 +177,11 @@ class GMMScore(nn.Module):
     def class_log_posterior(self, x, t):
         """Exact log p_t(y | x): the ideal time-dependent classifier."""
         return self.mixture.class_log_posterior(x, t, self.sde).to(x.dtype)
+
+
+def gmm_score_from_data(sde: SDE, data, **_) -> GMMScore:
+    """Builder for ``model=gmm``: the exact score of ``data=gmm``'s mixture under ``sde``."""
+    mixture = getattr(data, "mixture", None)
+    if mixture is None:
+        raise ValueError("model=gmm is the exact score of the Gaussian-mixture test bed: use it with data=gmm")
+    return GMMScore(mixture, sde)

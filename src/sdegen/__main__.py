@@ -1,0 +1,3 @@
+from sdegen.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Guidance: transforms of a score function (classifier guidance, classifier-free guidance)."""

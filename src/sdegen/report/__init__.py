@@ -1,0 +1,1 @@
+"""sdegen.report"""

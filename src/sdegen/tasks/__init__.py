@@ -1,0 +1,1 @@
+"""sdegen.tasks"""
