@@ -50,7 +50,7 @@ def usage() -> str:
     lines += ["", "examples:",
               "  sdegen train sde=subvp schedule=linear",
               "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine",
-              "  sdegen train experiment=sde_sweep",
+              "  sdegen train experiment=sde_sweep dry_run=true   # list the jobs, run nothing",
               "  sdegen sample model=gmm data=gmm sampler=dpm_solver",
               "  sdegen sample ckpt=outputs/train/.../checkpoints/last.ckpt sampler=pc",
               "  sdegen eval metric=bpd model=gmm data=gmm",
@@ -103,9 +103,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = argv  # restore for Lightning's DDP relaunch (it re-executes sys.argv)
         from .config import guard
 
-        if guard(cfg):
-            return importlib.import_module(COMMANDS[command][0]).main(cfg)
-        return None
+        if not guard(cfg):
+            return None
+        if cfg.get("dry_run", False):
+            from hydra.core.hydra_config import HydraConfig
+
+            hc = HydraConfig.get()
+            picked = " ".join(f"{g}={hc.runtime.choices[g]}" for g in GROUPS if hc.runtime.choices.get(g))
+            print(f"[sdegen] dry run: {command} {picked} -> {hc.runtime.output_dir}", flush=True)
+            return None
+        return importlib.import_module(COMMANDS[command][0]).main(cfg)
 
     sys.argv = [argv[0], *args]
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(task)
