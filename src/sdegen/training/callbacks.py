@@ -1,0 +1,121 @@
+"""Callbacks of ``sdegen train``: EMA, periodic checkpoints, sample grids, learning-rate monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def ema_callback(trainer: L.Trainer):
+    from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
+
+    return next((cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)), None)
+
+
+def ema_model(trainer: L.Trainer, pl_module: L.LightningModule):
+    """The EMA copy of ``pl_module.model`` (or the model itself without EMA)."""
+    cb = ema_callback(trainer)
+    averaged = getattr(cb, "_average_model", None) if cb is not None else None
+    return averaged.module.model if averaged is not None else pl_module.model
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """Images in [0, 1] (N, C, H, W) -> one PNG grid."""
+    from torchvision.utils import save_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or max(1, int(round(images.shape[0] ** 0.5)))
+    save_image(images.float().cpu(), str(path), nrow=nrow, padding=2, pad_value=1.0)
+    return path
+
+
+class SampleGrid(Callback):
+    """Every ``every_n_steps`` optimizer steps (and at the end of training), draw ``n`` samples with
+    the EMA weights and the configured sampler and write ``samples/step_XXXXXXX.png`` (also logged to
+    W&B as an image).  Only on rank 0; a fixed seed makes the grids comparable across steps."""
+
+    def __init__(self, out_dir, every_n_steps: int = 500, n: int = 64, sampler: dict | None = None, seed: int = 0):
+        self.out_dir = Path(out_dir)
+        self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
+        self.sampler = dict(sampler or {"fn": "sdegen.samplers.em.sample_em", "steps": 100, "eps": 1e-3})
+        self._last_step = -1
+
+    @torch.no_grad()
+    def make_grid(self, trainer, pl_module):
+        from ..samplers import sample
+
+        step = trainer.global_step
+        if step == self._last_step or self.n <= 0:
+            return None
+        self._last_step = step
+        model = ema_model(trainer, pl_module)
+        was_training = model.training
+        model.eval()
+        try:
+            generator = torch.Generator().manual_seed(self.seed)
+            x_init = pl_module.sde.prior_sample((self.n, *pl_module.data_info["shape"]), generator=generator)
+            result = sample(self.sampler, lambda x, t: model(x, t), pl_module.sde, x_init.shape,
+                            generator=generator, device=pl_module.device, x_init=x_init.to(pl_module.device))
+        finally:
+            model.train(was_training)
+        x = result.x
+        dm = trainer.datamodule
+        images = dm.unscale(x) if dm is not None and hasattr(dm, "unscale") else x
+        if not pl_module.data_info.get("is_image", True):
+            images = (images - images.min()) / (images.max() - images.min() + 1e-12)
+        path = save_grid(images, self.out_dir / f"step_{step:07d}.png")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="samples", images=[str(path)], step=step)
+        return path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and trainer.is_global_zero:
+            self.make_grid(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self.make_grid(trainer, pl_module)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt`` plus ``checkpoints/step_XXXXXXX.ckpt`` every N steps (all kept by default).
+
+    Lightning writes checkpoints atomically (a buffer written inside an fsspec transaction, which
+    for local files is a temporary file renamed into place), so a run killed mid-write leaves the
+    previous ``last.ckpt`` intact."""
+
+    def __init__(self, dirpath, every_n_steps: int, keep: int = -1):
+        super().__init__(dirpath=str(dirpath), filename="step_{step:07d}", auto_insert_metric_name=False,
+                         every_n_train_steps=int(every_n_steps), save_last=True, save_top_k=int(keep),
+                         monitor="step" if keep > 0 else None, mode="max", save_on_train_epoch_end=False)
+
+
+def build_callbacks(cfg, run_dir: Path) -> list:
+    callbacks: list = []
+    ema = cfg.get("ema") or {}
+    if ema.get("decay"):
+        from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=float(ema["decay"]),
+                                            update_starting_at_step=ema.get("start_step"),
+                                            update_every_n_steps=int(ema.get("every_n_steps", 1))))
+    sample_cfg = cfg.get("sample_grid") or {}
+    if int(sample_cfg.get("every_n_steps", 0) or 0) > 0 or sample_cfg.get("at_end", True):
+        from omegaconf import OmegaConf
+
+        sampler = OmegaConf.to_container(sample_cfg.sampler, resolve=True) if "sampler" in sample_cfg else None
+        callbacks.append(SampleGrid(run_dir / "samples", every_n_steps=int(sample_cfg.get("every_n_steps", 0) or 0),
+                                    n=int(sample_cfg.get("n", 64)), sampler=sampler, seed=int(sample_cfg.get("seed", 0))))
+    ck = cfg.get("checkpoint") or {}
+    callbacks.append(StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(ck.get("every_n_steps", 500)),
+                                    keep=int(ck.get("keep", -1))))
+    return callbacks
+
+
+__all__ = ["SampleGrid", "StepCheckpoint", "build_callbacks", "ema_model", "save_grid", "rank_zero_only"]

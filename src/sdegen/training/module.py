@@ -1,0 +1,118 @@
+"""``ScoreModule``: denoising score matching as a LightningModule (task=generate).
+
+Adam with linear warm-up, gradient clipping (``trainer.gradient_clip_val``), EMA of the weights
+(Lightning's ``EMAWeightAveraging`` callback, built in ``run.py``; its weights are swapped in for
+validation and sample grids and stored as the checkpoint's ``state_dict``), and a hard stop on a
+non-finite loss.  The resolved config, the data shape and the RNG states travel inside every
+checkpoint as plain data (``checkpoint["sdegen"]``), so ``load_score_model`` needs nothing else and
+``torch.load(..., weights_only=True)`` works.
+"""
+
+from __future__ import annotations
+
+import random
+
+import hydra.utils
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .losses import DSMLoss
+
+
+def plain_config(cfg) -> dict:
+    """The config as plain data, resolved where possible (``${hydra:...}`` needs a Hydra run)."""
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - interpolations that only resolve inside a Hydra run
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def data_info(data) -> dict:
+    return {"shape": [int(s) for s in data.shape], "num_classes": int(getattr(data, "num_classes", 0) or 0),
+            "is_image": bool(getattr(data, "is_image", False)), "scaling": getattr(data, "scaling", None)}
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ScoreModule(L.LightningModule):
+    """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``."""
+
+    def __init__(self, cfg: DictConfig, sde, data):
+        super().__init__()
+        self.cfg = cfg
+        self.sde = sde
+        self.model = hydra.utils.instantiate(cfg.model, sde=sde, data=data, _convert_="all")
+        loss_cfg = dict(cfg.get("loss") or {})
+        self.loss_fn = DSMLoss(sde, **loss_cfg)
+        self.data_info = data_info(data)
+        self.conditional = getattr(self.model, "label_embed", None) is not None
+
+    def forward(self, x, t, y=None):
+        return self.model(x, t, y)
+
+    # --- steps ------------------------------------------------------------------------------
+    def _batch(self, batch):
+        x, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
+        return x, (y if self.conditional else None)
+
+    def training_step(self, batch, batch_idx):
+        x, y = self._batch(batch)
+        loss, _, _ = self.loss_fn(self.model, x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"sdegen: training stopped: the loss is {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); lower optim.lr or check the data/SDE. "
+                f"The last good checkpoint is in the run's checkpoints/ folder.")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = self._batch(batch)
+        generator = torch.Generator().manual_seed(int(batch_idx))  # same t and noise at every validation
+        loss, _, _ = self.loss_fn(self.model, x, y, generator=generator)
+        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    # --- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optim = dict(self.cfg.get("optim") or {})
+        lr, warmup = float(optim.get("lr", 2e-4)), int(optim.get("warmup", 0))
+        opt = torch.optim.Adam(self.parameters(), lr=lr, betas=tuple(optim.get("betas", (0.9, 0.999))),
+                               eps=float(optim.get("eps", 1e-8)), weight_decay=float(optim.get("weight_decay", 0.0)))
+        if warmup <= 0:
+            return opt
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- checkpoints: plain-data config and RNG state ----------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["sdegen"] = {"cfg": plain_config(self.cfg), "data": dict(self.data_info), "rng": rng_state(),
+                                "kind": "score"}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("sdegen", {}).get("rng")
+        if state is not None:
+            set_rng_state(state)

@@ -1,0 +1,124 @@
+"""`sdegen report` on a fake multirun: 5 SDE configurations × 2 seeds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sdegen import cli
+from sdegen.report.run import build_report, config_label
+
+CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
+           ("subvp", "linear", "subVP-linear"), ("subvp", "cosine", "subVP-cosine")]
+TARGETS = {"ve": "sdegen.sde.VESDE", "vp": "sdegen.sde.VPSDE", "subvp": "sdegen.sde.SubVPSDE"}
+
+
+def metrics_of(i, seed):
+    return {"fid": 100.0 + 10 * i + 3 * seed, "bpd": 2.0 + i + 0.5 * seed, "is_mean": 3.0 + 0.1 * seed,
+            "is_std": 0.2 + 0.1 * i}
+
+
+def make_multirun(root, with_metrics=True, png=None):
+    job = 0
+    for i, (sde, schedule, _) in enumerate(CONFIGS):
+        for seed in (0, 1):
+            run = root / f"{job}_sde={sde},schedule={schedule}"
+            (run / ".hydra").mkdir(parents=True)
+            (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+                {"seed": seed, "sde": {"_target_": TARGETS[sde]}, "schedule": {"_target_": "x"}}))
+            (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
+                {"hydra": {"runtime": {"choices": {"sde": sde, "schedule": schedule}}}}))
+            (run / "csv").mkdir()
+            steps = np.arange(40)
+            pd.DataFrame({"epoch": steps // 4, "step": steps, "lr": 1e-3,
+                          "train/loss": (1 + i) * np.exp(-steps / 20) + 0.01 * seed,
+                          "val/loss": np.nan}).to_csv(run / "csv" / "metrics.csv", index=False)
+            if with_metrics and not (sde == "ve" and seed == 1):  # one VE run lacks metrics
+                m = metrics_of(i, seed)
+                if sde == "vp" and schedule == "cosine":
+                    m.pop("bpd")  # a metric never measured for this configuration
+                (run / "eval").mkdir()
+                (run / "eval" / "metrics.json").write_text(json.dumps(m))
+            if png is not None and job == 0:
+                (run / "grid.png").write_bytes(png)
+                (run / "evolution.png").write_bytes(png)
+            job += 1
+
+
+@pytest.fixture
+def png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    path = tmp_path / "x.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path.read_bytes()
+
+
+def test_report_table_and_figures(tmp_path, png):
+    root = tmp_path / "multirun"
+    make_multirun(root, png=png)
+    out = build_report(root, first_epochs=3)
+    table = pd.read_csv(out / "metrics_table.csv").set_index("config")
+    assert list(table.index) == [c[2] for c in CONFIGS]
+    for i, (_, _, label) in enumerate(CONFIGS):
+        seeds = [0] if label == "VE" else [0, 1]
+        for key in ("fid", "is_mean", "is_std", "bpd"):
+            if label == "VP-cosine" and key == "bpd":
+                assert table.loc[label, "bpd_n"] == 0 and np.isnan(table.loc[label, "bpd_mean"])
+                continue
+            values = np.array([metrics_of(i, s)[key] for s in seeds])
+            assert table.loc[label, f"{key}_n"] == len(values)
+            assert table.loc[label, f"{key}_mean"] == pytest.approx(values.mean())
+            if len(values) > 1:
+                assert table.loc[label, f"{key}_std"] == pytest.approx(values.std(ddof=1))
+    md = (out / "metrics_table.md").read_text()
+    # VP-linear FID: 110 and 113 -> 111.50 ± 2.12 (N=2)
+    assert "111.50 ± 2.12 (N=2)" in md
+    assert "| VP-cosine |" in md and "—" in md.split("| VP-cosine |")[1].split("\n")[0]
+    assert "100.00 (N=1)" in md  # VE: a single run with metrics
+    for name in ("violin_fid.png", "violin_bpd.png", "violin_is_mean.png", "violin_is_std.png",
+                 "loss_curves.png", "loss_bars.png", "index.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    index = (out / "index.md").read_text()
+    assert "![violin_fid.png](violin_fid.png)" in index and "loss_bars.png" in index
+    assert "figures/VE_0_sde=ve,schedule=geometric_grid.png" in index
+    assert (out / "figures" / "VE_0_sde=ve,schedule=geometric_evolution.png").is_file()
+    loss = pd.read_csv(out / "loss_summary.csv").set_index("config")
+    expected = np.mean([np.exp(-np.arange(12) / 20).mean() * 2 + 0.01 * s for s in (0, 1)])  # VP-linear: i=1
+    assert loss.loc["VP-linear", "mean_loss_first_3_epochs"] == pytest.approx(expected)
+
+
+def test_report_without_metrics_or_logs_does_not_crash(tmp_path):
+    root = tmp_path / "bare"
+    make_multirun(root, with_metrics=False)
+    for run in root.iterdir():
+        (run / "csv" / "metrics.csv").unlink()
+    out = build_report(root)
+    md = (out / "metrics_table.md").read_text()
+    assert md.count("—") == 4 * len(CONFIGS)
+    assert (out / "index.md").is_file() and not (out / "violin_fid.png").exists()
+
+
+def test_report_cli_positional_dir(tmp_path, png):
+    root = tmp_path / "multirun"
+    make_multirun(root)
+    cli.main(["sdegen", "report", str(root), f"hydra.run.dir={tmp_path / 'hydra'}"])
+    assert (root / "report" / "index.md").is_file()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no runs"):
+        build_report(tmp_path / "empty")
+
+
+def test_config_label_from_config_targets(tmp_path):
+    run = tmp_path / "r"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"sde": {"_target_": "sdegen.sde.SubVPSDE"}, "schedule": {"_target_": "sdegen.sde.CosineSchedule"}}))
+    assert config_label(run) == "subVP-cosine"
