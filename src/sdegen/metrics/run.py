@@ -353,14 +353,18 @@ def evaluate(cfg) -> dict:
     metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
 
     ctx = None
-    if "bpd" in wanted or not samples_path or cfg.eval.classifier_ckpt:
+    if "bpd" in wanted or not samples_path:
         try:
             ctx = build_context(cfg, device)
         except Exception as err:
             if samples_path is None or "bpd" in wanted:
                 raise SystemExit(f"sdegen: error: cannot build the score model ({err}); give ckpt=PATH "
                                  f"(or model=gmm data=gmm for the test bed)") from err
-    if samples_path:
+    need_samples = "fid" in wanted or "is" in wanted or bool(cfg.eval.classifier_ckpt)
+    samples = data = None
+    if not need_samples:
+        pass
+    elif samples_path:
         samples = load_samples(Path(samples_path))
         data = data_from_samples_folder(cfg, Path(samples_path))
     else:

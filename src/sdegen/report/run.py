@@ -49,6 +49,15 @@ def _load_yaml(path: Path) -> dict:
         return {}
 
 
+def skipped_pair(run: Path) -> bool:
+    """A multirun job that ``sdegen.config.guard`` skipped (VE with a β schedule, VP/sub-VP with σ)."""
+    choices = (_load_yaml(run / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {}) or {}
+    sde, schedule = choices.get("sde"), choices.get("schedule")
+    if not sde or not schedule:
+        return False
+    return (sde == "ve") != (schedule == "geometric")
+
+
 def config_label(run: Path) -> str:
     """"VP-linear" etc. from the Hydra choices of the run (VE has no schedule in its name)."""
     choices = (_load_yaml(run / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {}) or {}
@@ -66,7 +75,11 @@ def config_label(run: Path) -> str:
 
 def find_runs(root: Path) -> list[Path]:
     runs = sorted({p.parent.parent for p in root.rglob(".hydra/config.yaml")})
-    return [r for r in runs if "report" not in r.relative_to(root).parts]
+    runs = [r for r in runs if "report" not in r.relative_to(root).parts]
+    skipped = [r for r in runs if skipped_pair(r)]
+    if skipped:
+        log(f"ignored {len(skipped)} jobs of incompatible SDE × schedule pairs (skipped by the sweep)")
+    return [r for r in runs if r not in skipped]
 
 
 def run_metrics(run: Path, top_runs: list) -> dict:
@@ -148,11 +161,13 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt(mean, std, n) -> str:
+    """"mean ± std (N=n)", 2 decimals (3 below 1 in magnitude); "—" when nothing was measured."""
     if not n or not math.isfinite(mean):
         return DASH
+    d = 2 if abs(mean) >= 1 else 3
     if not math.isfinite(std):
-        return f"{mean:.2f} (N={n})"
-    return f"{mean:.2f} ± {std:.2f} (N={n})"
+        return f"{mean:.{d}f} (N={n})"
+    return f"{mean:.{d}f} ± {std:.{d}f} (N={n})"
 
 
 def markdown_table(summary: pd.DataFrame) -> str:

@@ -38,8 +38,9 @@ class SampleGrid(Callback):
     the EMA weights and the configured sampler and write ``samples/step_XXXXXXX.png`` (also logged to
     W&B as an image).  Only on rank 0; a fixed seed makes the grids comparable across steps."""
 
-    def __init__(self, out_dir, every_n_steps: int = 500, n: int = 64, sampler: dict | None = None, seed: int = 0):
-        self.out_dir = Path(out_dir)
+    def __init__(self, out_dir, every_n_steps: int = 500, n: int = 64, sampler: dict | None = None, seed: int = 0,
+                 at_end: bool = True):
+        self.out_dir, self.at_end = Path(out_dir), bool(at_end)
         self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
         self.sampler = dict(sampler or {"fn": "sdegen.samplers.em.sample_em", "steps": 100, "eps": 1e-3})
         self._last_step = -1
@@ -79,7 +80,7 @@ class SampleGrid(Callback):
             self.make_grid(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
-        if trainer.is_global_zero:
+        if self.at_end and trainer.is_global_zero:
             self.make_grid(trainer, pl_module)
 
 
@@ -94,6 +95,14 @@ class StepCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=str(dirpath), filename="step_{step:07d}", auto_insert_metric_name=False,
                          every_n_train_steps=int(every_n_steps), save_last=True, save_top_k=int(keep),
                          monitor="step" if keep > 0 else None, mode="max", save_on_train_epoch_end=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # the run is ending (max_steps, max_time or a stop request): save last.ckpt now, while the raw
+        # weights are still in the module (EMAWeightAveraging copies the EMA ones in at train end)
+        done = trainer.should_stop or (trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps)
+        if done and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def build_callbacks(cfg, run_dir: Path) -> list:
@@ -111,7 +120,8 @@ def build_callbacks(cfg, run_dir: Path) -> list:
 
         sampler = OmegaConf.to_container(sample_cfg.sampler, resolve=True) if "sampler" in sample_cfg else None
         callbacks.append(SampleGrid(run_dir / "samples", every_n_steps=int(sample_cfg.get("every_n_steps", 0) or 0),
-                                    n=int(sample_cfg.get("n", 64)), sampler=sampler, seed=int(sample_cfg.get("seed", 0))))
+                                    n=int(sample_cfg.get("n", 64)), sampler=sampler, seed=int(sample_cfg.get("seed", 0)),
+                                    at_end=bool(sample_cfg.get("at_end", True))))
     ck = cfg.get("checkpoint") or {}
     callbacks.append(StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(ck.get("every_n_steps", 500)),
                                     keep=int(ck.get("keep", -1))))
