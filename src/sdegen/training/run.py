@@ -42,6 +42,12 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return dict(kwargs)
 
 
+def finish_wandb(loggers) -> None:
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger" and rank_zero_only.rank == 0 and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def main(cfg: DictConfig, run_dir=None):
     """Train; returns a summary dict (run folder, last checkpoint, steps, seconds, last losses)."""
     run_dir = Path(run_dir) if run_dir is not None else current_run_dir()
@@ -64,10 +70,14 @@ def main(cfg: DictConfig, run_dir=None):
         except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra run
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=False)
 
-    trainer = L.Trainer(**trainer_kwargs(cfg), logger=build_loggers(cfg, run_dir) or False,
+    loggers = build_loggers(cfg, run_dir)
+    trainer = L.Trainer(**trainer_kwargs(cfg), logger=loggers or False,
                         callbacks=build_callbacks(cfg, run_dir), default_root_dir=str(run_dir))
     start = time.time()
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    finally:
+        finish_wandb(loggers)  # each job of a multirun gets its own W&B run, flushed to disk
     seconds = time.time() - start
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}

@@ -1,0 +1,311 @@
+"""Every sampler × every SDE on the exact Gaussian-mixture score, plus unit checks (NFE, hooks,
+determinism, grids) and convergence orders against the analytic probability-flow ODE of a Gaussian.
+
+Distribution test: plain sliced W2 between two sample sets of a well-separated mixture is
+dominated by the multinomial noise of the component counts (a sample moving between modes
+moves a whole quantile across a gap), so its ratio to the noise floor fluctuates by ±30 % even
+for exact samples.  We therefore test the two parts separately: component occupancy against the
+weights (binomial error), and the sliced W2 *within each component* (samples assigned to their
+most likely component, size-weighted), whose ratio to the same statistic between fresh sets has
+a ~5 % spread, against 1.2× the floor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sdegen.cli import config_dir
+from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
+from sdegen.models.gmm import GaussianMixture, GMMScore
+from sdegen.samplers import CountingScore, sample
+from sdegen.samplers.grids import time_grid
+from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
+
+SDES = {
+    "ve": VESDE(GeometricSigma()),
+    "vp-linear": VPSDE(LinearSchedule()),
+    "vp-cosine": VPSDE(CosineSchedule()),
+    "subvp-linear": SubVPSDE(LinearSchedule()),
+    "subvp-cosine": SubVPSDE(CosineSchedule()),
+}
+SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun")
+SHAPE = (1, 4, 4)
+
+
+def sampler_cfg(name, **overrides):
+    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "sampler" / f"{name}.yaml"))
+    options = overrides.pop("options", {})
+    cfg.update(overrides)
+    cfg["options"] = {**(cfg.get("options") or {}), **options}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    return GaussianMixture.multiscale(num_components=4, shape=SHAPE, std_min=0.03, std_max=0.5, seed=0)
+
+
+def within_component_sw(mixture, a, b):
+    """sqrt(Σ_k n_k SW²(a_k, b_k) / N): sliced W2 inside each component (equal-size subsets)."""
+    la, lb = mixture.component_log_probs(a).argmax(1), mixture.component_log_probs(b).argmax(1)
+    total = 0.0
+    for k in range(mixture.num_components):
+        xa, xb = a[la == k], b[lb == k]
+        n = min(len(xa), len(xb))
+        if n > 1:
+            total += n * sliced_wasserstein2(xa[:n], xb[:n], n_projections=128) ** 2
+    return math.sqrt(total / len(a))
+
+
+def check_matches_mixture(mixture, x, chunk: int, seed: int):
+    """Occupancy within 4 binomial σ and within-component SW ≤ 1.2 × the fresh-vs-fresh floor."""
+    assert torch.isfinite(x).all()
+    g = torch.Generator().manual_seed(1000 + seed)
+    n = len(x)
+    # occupancy: argmax assignment of fresh samples estimates the expected occupancy q_k
+    q = component_occupancy(mixture, mixture.sample(20000, generator=g)[0])
+    occ = component_occupancy(mixture, x)
+    tol = 4 * torch.sqrt(q * (1 - q) / n) + 4 * torch.sqrt(q * (1 - q) / 20000)
+    assert ((occ - q).abs() <= tol).all(), f"occupancy {occ.tolist()} vs expected {q.tolist()}"
+    chunks = n // chunk
+    dist = floor = 0.0
+    for i in range(chunks):
+        ref_a, ref_b = (mixture.sample(chunk, generator=g)[0] for _ in range(2))
+        dist += within_component_sw(mixture, x[i * chunk:(i + 1) * chunk], ref_a) ** 2
+        floor += within_component_sw(mixture, ref_b, ref_a) ** 2
+    ratio = math.sqrt(dist / floor)
+    assert ratio < 1.2, f"within-component sliced W2 is {ratio:.2f}× the noise floor"
+    return ratio
+
+
+def draw(name, sde_name, mixture, n, seed=0, **overrides):
+    sde = SDES[sde_name]
+    return sample(sampler_cfg(name, **overrides), GMMScore(mixture, sde), sde, (n, *SHAPE),
+                  generator=torch.Generator().manual_seed(seed))
+
+
+# --- distribution tests at default settings -------------------------------------------------------------
+@pytest.mark.parametrize("sde_name", SDES)
+@pytest.mark.parametrize("name", ["ode", "dpm_solver", "heun"])
+def test_fast_samplers_match_mixture(mixture, name, sde_name):
+    result = draw(name, sde_name, mixture, 3000, seed=1)
+    check_matches_mixture(mixture, result.x, chunk=1000, seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sde_name", SDES)
+@pytest.mark.parametrize("name", ["em", "pc"])
+def test_sde_samplers_match_mixture(mixture, name, sde_name):
+    """1000-step stochastic samplers at their defaults (a few seconds each)."""
+    result = draw(name, sde_name, mixture, 1000, seed=2)
+    check_matches_mixture(mixture, result.x, chunk=1000, seed=2)
+
+
+@pytest.mark.parametrize("predictor,corrector", [("euler_maruyama", "none"), ("ancestral", "none"),
+                                                 ("none", "annealed_langevin"), ("ancestral", "langevin")])
+@pytest.mark.parametrize("sde_name", ["ve", "subvp-cosine"])
+def test_pc_variants_match_mixture(mixture, predictor, corrector, sde_name):
+    """Every predictor/corrector, including ancestral sampling on sub-VP (no discrete α there)."""
+    steps = 1000 if predictor == "none" else 300
+    result = draw("pc", sde_name, mixture, 600, seed=3, steps=steps,
+                  options={"predictor": predictor, "corrector": corrector, "snr": 0.16 if predictor != "none" else 0.1})
+    check_matches_mixture(mixture, result.x, chunk=600, seed=3)
+
+
+def test_a_wrong_sampler_fails_the_check(mixture):
+    """The check has power: 30 Euler–Maruyama steps without denoising leave visible noise."""
+    result = draw("em", "vp-linear", mixture, 1000, steps=10, denoise=False)
+    with pytest.raises(AssertionError):
+        check_matches_mixture(mixture, result.x, chunk=1000, seed=4)
+
+
+# --- NFE, hooks, determinism, snapshots -----------------------------------------------------------------
+NFE_CASES = [
+    ("em", {}, lambda n: n + 1),
+    ("pc", {}, lambda n: 2 * n + 1),
+    ("pc", {"options": {"corrector_steps": 3}}, lambda n: 4 * n + 1),
+    ("pc", {"options": {"predictor": "none", "corrector": "annealed_langevin", "corrector_steps": 2}}, lambda n: 2 * n + 1),
+    ("pc", {"options": {"predictor": "ancestral", "corrector": "none"}, "denoise": False}, lambda n: n),
+    ("ode", {"options": {"method": "euler"}}, lambda n: n + 1),
+    ("ode", {"options": {"method": "heun"}}, lambda n: 2 * n + 1),
+    ("ode", {"options": {"method": "rk4"}, "denoise": False}, lambda n: 4 * n),
+    ("dpm_solver", {}, lambda n: n),
+    ("dpm_solver", {"denoise": True, "options": {"order": 2}}, lambda n: n + 1),
+    ("heun", {}, lambda n: 2 * n + 1),
+]
+
+
+@pytest.mark.parametrize("name,overrides,expected", NFE_CASES)
+def test_nfe_is_exact_and_hook_runs_every_step(mixture, name, overrides, expected):
+    sde = SDES["subvp-linear"]
+    model = GMMScore(mixture, sde)
+    calls, hooked = [0], []
+
+    def counted(x, t):
+        calls[0] += 1
+        return model(x, t)
+
+    def hook(x, t):
+        hooked.append(float(t))
+        return x
+
+    steps = 7
+    cfg = sampler_cfg(name, steps=steps, **overrides)
+    result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0),
+                    snapshot_every=3)
+    assert result.nfe == calls[0] == expected(steps)
+    grid = time_grid(sde, steps, cfg["eps"], cfg["grid"]).tolist()
+    assert hooked == grid[1:] + ([0.0] if cfg["denoise"] else [])
+    assert len(result.trajectory) == len(result.times) == 1 + 3  # noise, steps 3, 6, 7
+    assert result.times == [grid[0], grid[3], grid[6], grid[7]]
+    torch.testing.assert_close(result.trajectory[-1], result.x)
+
+
+def test_dopri5_counts_every_call_and_hooks_between_grid_points(mixture):
+    sde = SDES["vp-cosine"]
+    model = GMMScore(mixture, sde)
+    calls = [0]
+
+    def counted(x, t):
+        calls[0] += 1
+        return model(x, t)
+
+    result = sample(sampler_cfg("ode", steps=4), counted, sde, (50, *SHAPE), generator=torch.Generator().manual_seed(0))
+    assert result.nfe == calls[0] > 20
+    hooked = []
+    calls[0] = 0
+    result = sample(sampler_cfg("ode", steps=4), counted, sde, (50, *SHAPE), generator=torch.Generator().manual_seed(0),
+                    step_hook=lambda x, t: hooked.append(float(t)) or x)
+    assert result.nfe == calls[0] and len(hooked) == 5
+
+
+def test_step_hook_changes_the_state(mixture):
+    """A hook that pins coordinate 0 to 0.25 after every step: the sample keeps it."""
+    sde = SDES["vp-linear"]
+
+    def pin(x, t):
+        x = x.clone()
+        x[:, 0, 0, 0] = 0.25
+        return x
+
+    for name in SAMPLERS:
+        result = sample(sampler_cfg(name, steps=10), GMMScore(mixture, sde), sde, (8, *SHAPE), step_hook=pin,
+                        generator=torch.Generator().manual_seed(0))
+        assert torch.all(result.x[:, 0, 0, 0] == 0.25), name
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_deterministic_for_a_seed(mixture, name):
+    sde = SDES["ve"]
+    run = lambda seed: sample(sampler_cfg(name, steps=12), GMMScore(mixture, sde), sde, (16, *SHAPE),  # noqa: E731
+                              generator=torch.Generator().manual_seed(seed)).x
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_unknown_options_are_clear_errors(mixture):
+    sde = SDES["vp-linear"]
+    for name, options in (("pc", {"predictor": "leapfrog"}), ("pc", {"corrector": "hmc"}), ("ode", {"method": "rk45"}),
+                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"})):
+        with pytest.raises(ValueError):
+            sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
+
+
+# --- grids --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sde_name", SDES)
+@pytest.mark.parametrize("kind", ["uniform", "logsnr", "edm"])
+def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
+    sde = SDES[sde_name]
+    grid = time_grid(sde, 25, 1e-3, kind)
+    assert len(grid) == 26 and grid[0] == sde.T and grid[-1] == 1e-3
+    assert (grid[1:] < grid[:-1]).all()
+    lam = sde.log_snr(grid)
+    if kind == "logsnr":  # equal log-SNR increments
+        torch.testing.assert_close(lam.diff(), lam.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
+    if kind == "edm":  # (σ/α)^{1/7} equally spaced
+        r = torch.exp(-lam) ** (1 / 7)
+        torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
+
+
+# --- closed forms on a single Gaussian ----------------------------------------------------------------------
+MEAN = torch.tensor([0.7, -0.4], dtype=torch.float64)
+STD = torch.tensor([0.05, 0.6], dtype=torch.float64)
+
+
+def gaussian():
+    return GaussianMixture(MEAN[None], STD[None], [1.0], (1, 1, 2))
+
+
+def pf_ode_solution(sde, x_T, T, t):
+    """x_t = α_t μ + sqrt(α_t² s² + σ_t²)/sqrt(α_T² s² + σ_T²) (x_T − α_T μ) (per dimension)."""
+    T, t = torch.tensor(T, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)
+    spread = lambda u: torch.sqrt(sde.alpha(u) ** 2 * STD**2 + sde.marginal_std(u) ** 2)  # noqa: E731
+    flat = x_T.reshape(len(x_T), -1)
+    return (sde.alpha(t) * MEAN + spread(t) / spread(T) * (flat - sde.alpha(T) * MEAN)).reshape(x_T.shape)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp-linear", "subvp-cosine"])
+def test_dpm_solver_order1_is_the_ddim_step(sde_name):
+    """DPM-Solver-1 = DPM-Solver++-1 = DDIM: x_t = α_t/α_s x_s − σ_t (e^h − 1) ε̂(x_s, s)."""
+    sde = SDES[sde_name]
+    model = GMMScore(gaussian(), sde)
+    x = torch.randn(6, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
+    s, t = torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)
+    eps_hat = -sde.marginal_std(s) * model(x, s.expand(6))
+    h = sde.log_snr(t) - sde.log_snr(s)
+    expected = sde.alpha(t) / sde.alpha(s) * x - sde.marginal_std(t) * torch.expm1(h) * eps_hat
+    from sdegen.samplers.dpm_solver import sample_dpm_solver
+
+    for algorithm in ("dpmsolver", "dpmsolver++"):
+        out = sample_dpm_solver(model, sde, x, torch.stack([s, t]), order=1, algorithm=algorithm, denoise=False).x
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+
+
+ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
+    ("ode", {"options": {"method": "euler"}}, "vp-linear", 200, 1),
+    ("ode", {"options": {"method": "heun"}}, "vp-linear", 100, 2),
+    ("ode", {"options": {"method": "rk4"}}, "vp-linear", 50, 4),
+    ("dpm_solver", {"options": {"order": 1}}, "subvp-linear", 20, 1),
+    ("dpm_solver", {"options": {"order": 2, "algorithm": "dpmsolver"}}, "vp-cosine", 20, 2),
+    ("dpm_solver", {"options": {"order": 2}}, "ve", 20, 2),
+    ("dpm_solver", {"options": {"order": 3}}, "vp-linear", 20, 3),
+    ("dpm_solver", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 20, 3),
+    ("heun", {}, "vp-linear", 10, 2),
+    ("heun", {}, "ve", 10, 2),
+]
+
+
+@pytest.mark.parametrize("name,overrides,sde_name,steps,order", ORDER_CASES)
+def test_ode_solvers_converge_at_their_order(name, overrides, sde_name, steps, order):
+    """Error against the analytic PF-ODE solution falls like steps^(−order) when steps double."""
+    sde = SDES[sde_name]
+    model = GMMScore(gaussian(), sde)
+    x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
+    errors = []
+    for n in (steps, 2 * steps):
+        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, **overrides)
+        x = sample(cfg, model, sde, x_T.shape, x_init=x_T.clone()).x
+        errors.append(float((x - pf_ode_solution(sde, x_T, sde.T, 0.01)).abs().max()))
+    observed = math.log2(errors[0] / errors[1])
+    assert observed > order - 0.35, f"observed order {observed:.2f} (errors {errors})"
+
+
+def test_dopri5_matches_the_analytic_solution():
+    sde = SDES["subvp-cosine"]
+    model = GMMScore(gaussian(), sde)
+    x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
+    x = sample(sampler_cfg("ode", denoise=False, eps=0.01), model, sde, x_T.shape, x_init=x_T.clone()).x
+    torch.testing.assert_close(x, pf_ode_solution(sde, x_T, sde.T, 0.01), rtol=0, atol=2e-4)
+
+
+def test_counting_score_broadcasts_scalar_time(mixture):
+    sde = SDES["vp-linear"]
+    score = CountingScore(GMMScore(mixture, sde))
+    x = torch.randn(3, *SHAPE)
+    torch.testing.assert_close(score(x, torch.tensor(0.3)), GMMScore(mixture, sde)(x, torch.full((3,), 0.3)))
+    assert score.nfe == 1

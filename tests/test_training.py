@@ -1,0 +1,168 @@
+"""sdegen train end to end: run folder, checkpoints (weights_only, EMA), resume, NaN stop, W&B offline,
+multirun, DDP on CPU and a SIGKILL'd run that resumes."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from sdegen.config import build_sde
+from sdegen.training.checkpoint import find_checkpoint, load_score_model
+from sdegen.training.module import ScoreModule
+from sdegen.training.run import main
+
+REPO = Path(__file__).resolve().parents[1]
+SDEGEN = [sys.executable, "-m", "sdegen"]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=["debug=fast", "logger=csv", "trainer.enable_progress_bar=false",
+                                           "trainer.accelerator=cpu", *overrides])
+
+
+def metrics(run_dir):
+    with open(Path(run_dir) / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    summary = main(config("data.limit=64"), run_dir=run_dir)
+    return run_dir, summary
+
+
+def test_run_folder_and_checkpoint(trained):
+    run_dir, summary = trained
+    assert summary["global_step"] == 6
+    assert (run_dir / "config.yaml").is_file()
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "step_0000003.ckpt", "step_0000006.ckpt"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
+    rows = metrics(run_dir)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 6 and all(0 < v < 5 for v in losses)
+    assert any(r.get("val/loss") for r in rows) and any(r.get("lr") for r in rows)
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6 and ckpt["sdegen"]["cfg"]["model"]["_target_"].endswith("ScoreNet")
+    ema = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    raw = ckpt["current_model_state"]
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # EMA ≠ raw weights
+    model, cfg = load_score_model(run_dir)
+    assert not model.training and cfg["data_info"]["shape"] == [1, 28, 28]
+    assert torch.equal(model.conv_in.weight, ema["model.conv_in.weight"])
+    x = torch.randn(2, 1, 28, 28)
+    assert model(x, torch.tensor([0.5, 0.5])).shape == x.shape
+    assert find_checkpoint(run_dir) == run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_resume_continues_step_optimizer_and_ema(trained, tmp_path):
+    run_dir, _ = trained
+    summary = main(config("data.limit=64", f"resume={run_dir}", "trainer.max_steps=9"), run_dir=tmp_path)
+    assert summary["global_step"] == 9
+    steps = [int(r["step"]) for r in metrics(tmp_path) if r.get("train/loss")]
+    assert steps == [6, 7, 8]  # no step repeated or skipped
+    before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    after = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    step_of = lambda c: int(next(iter(c["optimizer_states"][0]["state"].values()))["step"])  # noqa: E731
+    assert step_of(before) == 6 and step_of(after) == 9  # Adam's moments continued
+    assert int(after["averaging_state"]["n_averaged"]) == 9  # EMA continued
+    assert after["lr_schedulers"][0]["last_epoch"] == 9
+
+
+def test_non_finite_loss_stops_with_step(tmp_path):
+    cfg = config("data=gmm", "data.train_size=64", "data.batch_size=16")
+    data = __import__("hydra").utils.instantiate(cfg.data)
+    module = ScoreModule(cfg, build_sde(cfg), data)
+    calls = []
+
+    def loss_fn(model, x, y=None, generator=None):
+        calls.append(1)
+        value = torch.tensor(float("nan")) if len(calls) == 3 else (model(x, torch.full((x.shape[0],), 0.5)) ** 2).mean() + 1
+        return value, None, None
+
+    module.loss_fn = loss_fn
+    trainer = L.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2"):
+        trainer.fit(module, datamodule=data)
+
+
+def test_wandb_offline_without_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("SDEGEN_WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    main(config("data.limit=32", "logger=default", "trainer.max_steps=3"), run_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert out.count("[sdegen] W&B offline: no W&B API key") == 1 and "wandb sync" in out
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    blob = runs[0].read_bytes()
+    assert b"train/loss" in blob and b"val/loss" in blob
+    assert list((tmp_path / "wandb").glob("offline-run-*/files/media/images/samples_*.png"))
+
+
+def run_cli(args, timeout=300, **kw):
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1")
+    return subprocess.run([*SDEGEN, "train", *args], cwd=kw.pop("cwd"), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_multirun_skips_meaningless_pairs(tmp_path):
+    result = run_cli(["-m", "sde=ve,vp", "schedule=linear,geometric", "debug=fast", "logger=csv",
+                      "trainer.max_steps=2", "trainer.enable_progress_bar=false", "data.limit=16",
+                      f"hydra.sweep.dir={tmp_path}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("[sdegen] skipped") == 2
+    lasts = sorted(p.parent.parent.name for p in tmp_path.glob("*/checkpoints/last.ckpt"))
+    assert len(lasts) == 2 and any("sde=ve" in n for n in lasts) and any("sde=vp" in n for n in lasts)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    result = run_cli(["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "debug=fast", "logger=csv",
+                      "trainer.enable_progress_bar=false", "data.limit=64", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    assert "All distributed processes registered" in result.stderr + result.stdout
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6
+    assert [float(r["train/loss"]) for r in metrics(tmp_path) if r.get("train/loss")]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_loses_at_most_one_interval(tmp_path):
+    run_dir = tmp_path / "killed"
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    args = [*SDEGEN, "train", "debug=fast", "logger=csv", "trainer.enable_progress_bar=false", "data.limit=64",
+            "trainer.max_steps=100000", "checkpoint.every_n_steps=5", "sample_grid.every_n_steps=0",
+            "sample_grid.at_end=false", "val_every=1000", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "step_0000015.ckpt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training did not reach step 15"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # intact after the kill
+    saved = last["global_step"]
+    assert saved >= 15 and saved % 5 == 0
+    resumed = tmp_path / "resumed"
+    result = run_cli(["debug=fast", "logger=csv", "trainer.enable_progress_bar=false", "data.limit=64",
+                      f"resume={run_dir}", f"trainer.max_steps={saved + 2}", f"hydra.run.dir={resumed}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [int(r["step"]) for r in metrics(resumed) if r.get("train/loss")]
+    assert steps == [saved, saved + 1]
