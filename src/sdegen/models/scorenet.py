@@ -40,19 +40,22 @@ class ScoreNet(ScoreNetwork):
         channels: width at each resolution, e.g. [32, 64, 128].
         embed_dim: size of the time (and label) embedding.
         fourier_scale: std of the random Fourier frequencies.
+        patch_size: fold p×p pixel patches into channels first (pixel-unshuffle; ``pixel_shuffle`` at
+            the output), so the U-Net runs at 1/p the resolution: ~p² less compute.
         conditional: learn p(x | y) with a label embedding (null label for CFG); ``class_dropout``
             is the probability of dropping a label during training.
     """
 
     def __init__(self, sde, data=None, *, shape=None, num_classes=None, channels=(32, 64, 128), embed_dim=128,
                  fourier_scale=16.0, embedding="fourier", conditional=False, class_dropout=0.1,
-                 time_input="auto", input_scaling=True, **_):
+                 time_input="auto", input_scaling=True, patch_size=1, **_):
         shape = tuple(shape if shape is not None else data.shape)
         num_classes = int(num_classes if num_classes is not None else getattr(data, "num_classes", 0) or 0)
         super().__init__(sde, shape, num_classes if conditional else 0, time_input=time_input,
                          input_scaling=input_scaling)
         channels = [int(c) for c in channels]
-        c_img = shape[0]
+        self.patch_size = int(patch_size)
+        c_img = shape[0] * self.patch_size**2  # space-to-depth: p×p patches become channels
         if embedding == "fourier":
             proj = GaussianFourierProjection(embed_dim, fourier_scale)
         else:
@@ -88,6 +91,9 @@ class ScoreNet(ScoreNetwork):
         if label is not None:
             emb = emb + label
         emb = F.silu(emb)
+        p, size = self.patch_size, x.shape[-2:]
+        if p > 1:  # pad to a multiple of p, fold p×p patches into channels
+            x = F.pixel_unshuffle(F.pad(x, (0, -size[1] % p, 0, -size[0] % p)), p)
         h = self.conv_in(x)
         skips = []
         for i, block in enumerate(self.down_blocks):
@@ -101,4 +107,7 @@ class ScoreNet(ScoreNetwork):
             if h.shape[-2:] != skip.shape[-2:]:
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = block(torch.cat([h, skip], dim=1), emb)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        if p > 1:
+            out = F.pixel_shuffle(out, p)[..., : size[0], : size[1]]
+        return out

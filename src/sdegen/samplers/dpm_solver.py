@@ -55,8 +55,12 @@ def dpm_solver_update(x, models, lambdas, t_coefs, s_coefs, algorithm):
     m2 = models[-3]
     r1 = (lambdas[-3] - lambdas[-4]) / h
     d1_1 = (m1 - m2) / r1
-    d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)  # first derivative (2nd-order accurate)
-    d2 = (d1_0 - d1_1) / (r0 + r1)  # half the second derivative
+    d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)  # h · m'(λ_s) + O(h³)
+    # h² · m''(λ_s) + O(h³).  The reference code (dpm_solver_pytorch.py, diffusers) uses half of
+    # this, (d1_0 − d1_1)/(r0 + r1) = h² m''/2, with the same φ_3 weight, which makes its local
+    # error O(h³) (2nd order); with the full second difference it is O(h⁴) — see
+    # tests/test_samplers.py::test_dpm_solver_update_local_order.
+    d2 = 2 * (d1_0 - d1_1) / (r0 + r1)
     if algorithm == "dpmsolver++":
         phi_1 = math.expm1(-h)
         phi_2 = phi_1 / h + 1.0

@@ -41,7 +41,7 @@ def replacement_hook(sde, x_known, mask, *, generator=None, to_basis=None, from_
     from_basis = from_basis or (lambda v: v)
 
     def hook(x, t):
-        noise = torch.randn(x_known.shape, generator=generator, dtype=x_known.dtype).to(x_known.device)
+        noise = torch.randn(x_known.shape, generator=generator, dtype=x_known.dtype, device=x_known.device)
         t = torch.as_tensor(t, dtype=torch.float64, device=x_known.device)
         noised = sde.perturb(x_known, t, noise).to(x.dtype)  # x̃_t ~ N(α(t) x_0, σ(t)² I)
         return from_basis(mask * to_basis(noised) + (1 - mask) * to_basis(x))
@@ -56,9 +56,16 @@ def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generato
     if resample is not None:
         sampler_cfg["resample"] = int(resample)
     hook = replacement_hook(sde, x_known, mask, generator=generator, to_basis=to_basis, from_basis=from_basis)
-    x_init = sde.prior_sample(x_known.shape, generator=generator).to(x_known.device)  # prior scale, not N(0, I)
-    return run_sampler(sampler_cfg, score_fn, sde, x_known.shape, step_hook=hook, generator=generator,
-                       device=x_known.device, x_init=x_init, snapshot_every=snapshot_every, progress=progress)
+    x_init = sde.prior_sample(x_known.shape, generator=generator, device=x_known.device)  # prior scale, not N(0, I)
+    result = run_sampler(sampler_cfg, score_fn, sde, x_known.shape, step_hook=hook, generator=generator,
+                         device=x_known.device, x_init=x_init, snapshot_every=snapshot_every, progress=progress)
+    # samplers that end at t = eps without the denoising step leave the known part noised at σ(eps):
+    # paste the known data itself (RePaint does the same)
+    to_basis = to_basis or (lambda v: v)
+    from_basis = from_basis or (lambda v: v)
+    m = mask.to(result.x.dtype)
+    result.x = from_basis(m * to_basis(x_known.to(result.x.dtype)) + (1 - m) * to_basis(result.x))
+    return result
 
 
 # --- the `sdegen sample task=inpaint|colorize` command ------------------------------------------
@@ -78,13 +85,10 @@ def _generator(setup, seed):
 
 
 def reference_images(cfg, setup, n, generator):
-    """n images (model space) from the data module's split, and their labels (or None)."""
-    data = setup.data
+    """n images (model space, as ``data.reference`` returns them) from the task's split, and labels."""
     split = (cfg.task.get("split") if "task" in cfg else None) or "test"
-    ref = data.reference(n, split=split, generator=generator)
+    ref = setup.data.reference(n, split=split, generator=generator)
     x, y = (ref if isinstance(ref, (tuple, list)) else (ref, None))
-    if getattr(data, "reference_space", "data") == "data":
-        x = data.scale(x)
     return x.float(), y
 
 
@@ -96,9 +100,10 @@ def conditional_run(cfg, setup, score_fn, *, kind, prepare, rows, to_basis=None,
     """
     device = torch.device(getattr(setup, "device", "cpu"))
     n, batch_size = int(cfg.n_samples), int(cfg.get("batch_size") or cfg.n_samples)
-    generator = _generator(setup, cfg.seed)
-    originals, labels = reference_images(cfg, setup, n, generator)
-    known, mask, shown = prepare(originals, generator)
+    cpu_generator = torch.Generator().manual_seed(int(cfg.seed))  # images and masks
+    generator = _generator(setup, cfg.seed)  # sampling noise, on the device
+    originals, labels = reference_images(cfg, setup, n, cpu_generator)
+    known, mask, shown = prepare(originals, cpu_generator)
     outputs, nfe = [], 0
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)

@@ -119,8 +119,8 @@ def setup(cfg) -> Setup:
         ckpt_cfg = None
     else:
         path = Path(str(ckpt)).expanduser()
-        if not path.is_file():
-            raise SystemExit(f"sdegen: error: checkpoint not found: {path}")
+        if not path.exists():
+            raise SystemExit(f"sdegen: error: no checkpoint or run folder at {path}")
         try:
             from ..training.checkpoint import load_score_model
         except ImportError as err:  # pragma: no cover - training not installed
@@ -218,7 +218,7 @@ def _log(cfg, metrics: dict, image_path: Path | None):
     loggers = []
     try:
         if build_loggers is not None:
-            loggers = list(build_loggers(cfg))
+            loggers = list(build_loggers(cfg, run_dir=run_dir(cfg)))
         else:
             import hydra.utils
 
