@@ -132,6 +132,7 @@ def test_file_mask(tmp_path):
         make_mask("file", 1, (1, 4, 4), path=str(tmp_path / "none.png"))
 
 
+@pytest.mark.slow
 def test_inpaint_command_on_the_test_bed(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "sdegen", "sample", "task=inpaint", "model=gmm", "data=gmm",

@@ -127,7 +127,10 @@ def conditional_run(cfg, setup, score_fn, *, kind, prepare, rows, to_basis=None,
                "mse_to_original": float(((imputed - originals) ** 2).mean())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if getattr(setup.data, "is_image", False):
-        save_rows_figure(out / f"{kind}.png", [arrays[k] for k in rows], list(rows), n_cols=int(cfg.task.get("figure_cols", 8)))
+        names = {"observed": "masked" if kind == "inpaint" else "grey", "samples": "imputed" if kind == "inpaint" else "colourised",
+                 "originals": "original"}
+        save_rows_figure(out / f"{kind}.png", [arrays[k] for k in rows], [names.get(k, k) for k in rows],
+                         n_cols=int(cfg.task.get("figure_cols", 8)))
     print(f"[sdegen] {kind}: {n} samples -> {out}/samples.npz ({summary['nfe_per_batch']:.0f} NFE per batch)")
     return {"samples": imputed, "originals": originals, "masks": mask, "dir": str(out), **summary}
 
@@ -164,7 +167,7 @@ def run(cfg, setup, score_fn):
 
     def prepare(x, generator):
         mask = make_mask(kind, x.shape[0], tuple(x.shape[1:]), generator=generator, **mask_cfg)
-        fill = float(task.get("fill", 0.0))  # what the figure shows in the missing region (data space)
+        fill = float(task.get("fill", 0.5))  # what the figure shows in the missing region (data space)
         shown = setup.data.unscale(x) * mask + fill * (1 - mask)
         return x, mask, setup.data.scale(shown)
 
