@@ -81,7 +81,7 @@ def build(guidance_cfg, score_model, sde, data=None, device="cpu"):
         from ..training.classifier import load_classifier
 
         classifier, plain = load_classifier(ckpt, map_location=device)
-        classifier = classifier.to(device).eval()
+        classifier = classifier.to(device).eval().requires_grad_(False)  # gradients w.r.t. x only
         trained_sde = (plain.get("sde") or {}).get("_target_")
         if trained_sde and trained_sde != type(sde).__module__ + "." + type(sde).__name__ and \
                 trained_sde.rsplit(".", 1)[-1] != type(sde).__name__:
