@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from sdegen.cli import config_dir
 from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.samplers import CountingScore, sample
+from sdegen.samplers import CountingScore, end_time, sample
 from sdegen.samplers.grids import time_grid
 from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
 
@@ -165,7 +165,7 @@ def test_nfe_is_exact_and_hook_runs_every_step(mixture, name, overrides, expecte
     result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0),
                     snapshot_every=3)
     assert result.nfe == calls[0] == expected(steps)
-    grid = time_grid(sde, steps, cfg["eps"], cfg["grid"]).tolist()
+    grid = time_grid(sde, steps, end_time(sde, cfg), cfg["grid"]).tolist()
     assert hooked == grid[1:] + ([0.0] if cfg["denoise"] else [])
     assert len(result.trajectory) == len(result.times) == 1 + 3  # noise, steps 3, 6, 7
     assert result.times == [grid[0], grid[3], grid[6], grid[7]]
@@ -296,7 +296,7 @@ def test_ode_solvers_converge_at_their_order(name, overrides, sde_name, steps, o
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
     errors = []
     for n in (steps, 2 * steps):
-        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, **overrides)
+        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, end_noise=None, **overrides)
         x = sample(cfg, model, sde, x_T.shape, x_init=x_T.clone()).x
         errors.append(float((x - pf_ode_solution(sde, x_T, sde.T, 0.01)).abs().max()))
     observed = math.log2(errors[0] / errors[1])
@@ -342,3 +342,16 @@ def test_counting_score_broadcasts_scalar_time(mixture):
     x = torch.randn(3, *SHAPE)
     torch.testing.assert_close(score(x, torch.tensor(0.3)), GMMScore(mixture, sde)(x, torch.full((3,), 0.3)))
     assert score.nfe == 1
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp-linear", "subvp-cosine"])
+def test_end_noise_sets_the_final_noise_to_signal_ratio(sde_name):
+    from sdegen.samplers import end_time
+
+    sde = SDES[sde_name]
+    t_end = end_time(sde, {"end_noise": 0.005, "eps": 0.5})
+    ratio = torch.exp(-sde.log_snr(torch.tensor(t_end, dtype=torch.float64)))
+    assert float(ratio) == pytest.approx(0.005, rel=1e-6)
+    assert end_time(sde, {"eps": 0.25}) == 0.25
+    with pytest.raises(ValueError, match="end_noise"):
+        end_time(sde, {"end_noise": 0.0})
