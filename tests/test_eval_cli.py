@@ -45,7 +45,7 @@ def test_eval_fid_is_of_a_samples_file(tmp_path):
     assert m["fid"] < 0.05
     # IS of exact samples = exp(I(x; y)) ≤ K, close to K for well-separated components
     assert 2.5 < m["is_mean"] <= data.num_classes
-    assert list((tmp_path / "cache").glob("gmm_test_2000_raw_*.pt"))
+    assert list((tmp_path / "cache").glob("GMMDataModule_test_2000_raw_*.pt"))
     # a collapsed sample set (all points at one mean) is far away
     np.savez(tmp_path / "samples.npz", x=np.repeat(x[:1].numpy(), 1000, 0) * 0 + data.mixture.means[0].reshape(1, 1, 4, 4).numpy())
     _, bad = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000")

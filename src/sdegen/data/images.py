@@ -143,10 +143,10 @@ class ImageDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     def reference(self, n: int, *, split: str = "test", generator=None):
-        """n real images (x in model space, labels), a random subset drawn with ``generator``."""
+        """n real images (x in model space, labels), a random subset drawn with ``generator``;
+        the whole split (in random order) when it has fewer than n."""
         images, labels = self.split(split)
-        if n > images.shape[0]:
-            raise ValueError(f"asked for {n} reference images but the {split} split has {images.shape[0]}")
+        n = min(int(n), images.shape[0])
         idx = torch.randperm(images.shape[0], generator=generator)[:n]
         return self.scaler.scale(images[idx].float() / 255.0), labels[idx]
 

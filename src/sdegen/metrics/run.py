@@ -15,6 +15,7 @@ With ``task=classifier`` it evaluates a classifier instead (``sdegen.training.cl
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -175,16 +176,6 @@ def sample_labels(samples: dict):
 
 
 # --- metrics ---------------------------------------------------------------------------------------
-def dataset_name(cfg, data) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        choice = HydraConfig.get().runtime.choices.get("data")
-        if choice:
-            return str(choice)
-    return type(data).__name__
-
-
 def reference_x(data, n: int, split: str, seed: int) -> torch.Tensor:
     """n real samples of ``split`` in model space (``data.reference``), a fixed subset for ``seed``."""
     g = torch.Generator().manual_seed(seed)
@@ -203,7 +194,6 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
         kind = "inception" if getattr(data, "is_image", False) else "raw"
     out: dict = {"features": kind}
     n_ref, split, bs = int(ev.ref_size), str(ev.ref_split), int(ev.batch_size)
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True) if "data" in cfg else None
     if kind == "raw":
         fake = samples_model_space(data, samples).double()
         feature, real_fn = RawFeatures(fake[0].numel()), (lambda: reference_x(data, n_ref, split, cfg.seed).double())
@@ -216,14 +206,29 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
     out["n_samples"] = int(fake.shape[0])
     if "fid" in wanted:
         name = kind if kind == "raw" or not ev.inception_weights else f"inception-{Path(ev.inception_weights).stem}"
-        cache = Path(ev.cache_dir) / fid_is.cache_key(dataset_name(cfg, data), split, n_ref, name, data_cfg)
+        # key the cache on the reference images themselves (cheap to load, unlike their features), so
+        # that two data sets can never share statistics, whatever config they were loaded with
+        real = real_fn()
+        real_fn = (lambda: real)  # noqa: E731
+        digest = hashlib.sha1(real.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+        key_cfg = {"data_class": type(data).__name__, "reference_sha1": digest}
+        cache = Path(ev.cache_dir) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
         cached = cache.is_file()
         log(f"FID ({kind} features) against {n_ref} '{split}' samples" + (f", cached in {cache}" if cached else ""))
         out["fid"] = fid_is.frechet_distance(feature, None, fake, cache_file=cache, real_fn=real_fn,
                                              batch_size=bs, device=device, progress=True)
         out["fid_reference"] = str(cache)
     if "is" in wanted:
-        if kind == "inception":
+        from .features import is_torchscript
+
+        explicit = "is" in (cfg.metric if isinstance(cfg.metric, (list, tuple)) or OmegaConf.is_list(cfg.metric)
+                            else [cfg.metric])
+        if kind == "inception" and ev.inception_weights and is_torchscript(Path(ev.inception_weights).expanduser()) \
+                and not explicit:
+            logits = None  # metric=all: a pool3-only TorchScript Inception gives FID, not IS; don't fail
+            log("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
+                "eval.classifier_ckpt gives the classifier-space IS)")
+        elif kind == "inception":
             logits = load_inception("logits", ev.inception_weights)
         elif getattr(data, "mixture", None) is not None:  # exact class posterior p(y|x) of the test bed
             mixture = data.mixture

@@ -274,7 +274,15 @@ def main(cfg):
     if is_image:
         arrays["images"] = images
     np.savez(out / "samples.npz", **arrays)
-    grid_path = viz.save_grid(images[:64], out / "grid.png")
+    if labels is not None and len(np.unique(labels.numpy())) > 1:
+        # class-guided: one row per class (at most 16 samples each)
+        lab = labels.numpy()
+        classes = np.unique(lab)
+        per = int(min(16, min((lab == c).sum() for c in classes)))
+        picked = np.concatenate([np.flatnonzero(lab == c)[:per] for c in classes])
+        grid_path = viz.save_grid(images[picked], out / "grid.png", nrow=per)
+    else:
+        grid_path = viz.save_grid(images[:64], out / "grid.png")
 
     # evolution: noise → data, thesis Fig. 4.1
     if first is not None and first.trajectory:
