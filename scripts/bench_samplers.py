@@ -42,11 +42,11 @@ SETTINGS = (
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300, 1000)]
     + [(f"ode dopri5 tol {tol:g}", "ode", {"options": {"rtol": tol, "atol": tol}}) for tol in (1e-2, 1e-3, 1e-5)]
     + [(f"ode rk4 {n}", "ode", {"steps": n, "options": {"method": "rk4"}}) for n in (10, 25)]
-    + [(f"dpm_solver {n}", "dpm_solver", {"steps": n}) for n in (5, 8, 10, 15, 20, 30)]
-    + [(f"dpm_solver++2 {n}", "dpm_solver", {"steps": n, "options": {"order": 2}}) for n in (10, 20)]
+    + [(f"dpm_solver {n}", "dpm_solver", {"steps": n}) for n in (5, 8, 10, 15, 20, 25, 30)]
+    + [(f"dpm_solver 3M {n}", "dpm_solver", {"steps": n, "options": {"order": 3}}) for n in (10, 20, 30)]
     + [(f"heun {n}", "heun", {"steps": n}) for n in (5, 9, 17, 24, 40)]
 )
-QUICK = {"em 1000", "pc 300", "ode dopri5 tol 1e-05", "dpm_solver 10", "dpm_solver 20", "heun 9", "heun 24"}
+QUICK = {"em 1000", "pc 300", "ode dopri5 tol 1e-05", "dpm_solver 10", "dpm_solver 20", "dpm_solver 3M 20", "heun 9", "heun 24"}
 
 
 def sampler_cfg(name, overrides):

@@ -21,8 +21,9 @@ def test_help_lists_commands_and_groups():
         assert word in out.stdout
 
 
-def test_cfg_job_composes_sde_and_schedule(tmp_path):
-    out = run_cli("sample", "--cfg", "job", "sde=subvp", "schedule=linear", cwd=tmp_path)
+@pytest.mark.parametrize("command", ["train", "sample", "eval"])
+def test_cfg_job_composes_sde_and_schedule(tmp_path, command):
+    out = run_cli(command, "--cfg", "job", "sde=subvp", "schedule=linear", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "sdegen.sde.SubVPSDE" in out.stdout and "sdegen.sde.LinearSchedule" in out.stdout
     out = run_cli("sample", "--cfg", "job", "sde=ve", cwd=tmp_path)
@@ -43,8 +44,9 @@ def test_invalid_choices_fail_with_one_line(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
-def test_multirun_skips_meaningless_pairs(tmp_path):
-    out = run_cli("sample", "-m", "sde=ve,vp,subvp", "schedule=linear,cosine", "dry_run=true", cwd=tmp_path)
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_multirun_skips_meaningless_pairs(tmp_path, command):
+    out = run_cli(command, "-m", "sde=ve,vp,subvp", "schedule=linear,cosine", "dry_run=true", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     ran = [line for line in out.stdout.splitlines() if line.startswith("[sdegen] dry run")]
     skipped = [line for line in out.stdout.splitlines() if line.startswith("[sdegen] skipped")]
