@@ -26,15 +26,9 @@ from sdegen.cli import config_dir
 from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
 from sdegen.models.gmm import GaussianMixture, GMMScore
 from sdegen.samplers import sample
-from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
+from sdegen.sde import standard_sdes
 
-SDES = {
-    "ve": lambda: VESDE(GeometricSigma()),
-    "vp-linear": lambda: VPSDE(LinearSchedule()),
-    "vp-cosine": lambda: VPSDE(CosineSchedule()),
-    "subvp-linear": lambda: SubVPSDE(LinearSchedule()),
-    "subvp-cosine": lambda: SubVPSDE(CosineSchedule()),
-}
+SDES = standard_sdes()
 
 # (label, sampler, overrides) — each sampler over a range of steps
 SETTINGS = (
@@ -87,7 +81,7 @@ def main():
     q = component_occupancy(mixture, mixture.sample(50000, generator=g)[0])
     rows = []
     for sde_name in args.sdes.split(","):
-        sde = SDES[sde_name]()
+        sde = SDES[sde_name]
         model = GMMScore(mixture, sde)
         for label, name, overrides in settings:
             start = time.perf_counter()

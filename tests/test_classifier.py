@@ -19,14 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_shapes_and_time_dependence():
     model = TimeDependentWideResNet(in_channels=3, num_classes=7, depth=10, widen_factor=1)
     x = torch.randn(5, 3, 12, 12)

@@ -17,15 +17,6 @@ from sdegen.tasks.inpaint import exact_imputation_error
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is several times faster on a busy box than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_basis_is_orthogonal_and_first_coordinate_is_grey():
     torch.testing.assert_close(COLOR_BASIS.T @ COLOR_BASIS, torch.eye(3, dtype=torch.float64))
     x = torch.rand(5, 3, 4, 4, dtype=torch.float64)

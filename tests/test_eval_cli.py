@@ -10,14 +10,6 @@ from sdegen import cli
 from sdegen.data.gmm import GMMDataModule
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run_eval(tmp_path, *overrides):
     run_dir = tmp_path / "run"
     cli.main(["sdegen", "eval", "model=gmm", "data=gmm", f"hydra.run.dir={run_dir}",

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
+from sdegen.sde import standard_sdes
 
-SDES = {
-    "ve": VESDE(GeometricSigma()),
-    "vp-linear": VPSDE(LinearSchedule()),
-    "vp-cosine": VPSDE(CosineSchedule()),
-    "subvp-linear": SubVPSDE(LinearSchedule()),
-    "subvp-cosine": SubVPSDE(CosineSchedule()),
-}
+SDES = standard_sdes()
 
 
 @pytest.fixture(scope="module")

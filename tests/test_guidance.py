@@ -22,13 +22,6 @@ from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule, SubVPSDE
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is several times faster on a busy box than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 SAMPLERS = sorted(p.stem for p in (CONFIGS / "sampler").glob("*.yaml"))
 SDES = {"ve": lambda: VESDE(GeometricSigma()), "vp": lambda: VPSDE(LinearSchedule()),
         "subvp": lambda: SubVPSDE(LinearSchedule())}

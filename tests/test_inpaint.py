@@ -18,15 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is several times faster on a busy box than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sampler_cfg(name="em", steps=50):
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / f"{name}.yaml"))
     cfg["steps"] = steps

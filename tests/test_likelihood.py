@@ -8,25 +8,10 @@ import torch
 from sdegen.metrics.likelihood import (affine_log_scale, bits_per_dim, bpd_of_batch, divergence_exact,
                                        divergence_hutchinson, dequantize, log_likelihood, make_probes, to_uint8)
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.sde import CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE, VESDE, VPSDE
+from sdegen.sde import VPSDE, LinearSchedule, SubVPSDE, standard_sdes
 
 LN2 = math.log(2)
-SDES = {
-    "ve": lambda: VESDE(GeometricSigma(0.01, 50.0)),
-    "vp-linear": lambda: VPSDE(LinearSchedule()),
-    "vp-cosine": lambda: VPSDE(CosineSchedule()),
-    "subvp-linear": lambda: SubVPSDE(LinearSchedule()),
-    "subvp-cosine": lambda: SubVPSDE(CosineSchedule()),
-}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: threads only add contention (50x slower on a loaded 2-core machine)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+SDES = standard_sdes()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +22,7 @@ def mixture():
 @pytest.mark.parametrize("name", list(SDES))
 def test_gmm_bpd_matches_exact_for_every_sde(mixture, name):
     """Mean bits/dim of 100 points within 0.005 of the exact −log p_0(x)/(D ln 2) (exact trace)."""
-    sde = SDES[name]()
+    sde = SDES[name]
     x, _ = mixture.sample(100, generator=torch.Generator().manual_seed(1))
     x = x.double()
     res = log_likelihood(GMMScore(mixture, sde), sde, x, trace="exact")

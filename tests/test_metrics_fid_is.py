@@ -16,14 +16,6 @@ from sdegen.metrics.run import classifier_domain_metrics
 from sdegen.data.gmm import GMMDataModule
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def closed_form_fid(mu1, cov1, mu2, cov2):
     covmean = scipy.linalg.sqrtm(cov1 @ cov2).real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1 + cov2 - 2 * covmean))

@@ -23,15 +23,9 @@ from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
 from sdegen.models.gmm import GaussianMixture, GMMScore
 from sdegen.samplers import CountingScore, end_time, sample
 from sdegen.samplers.grids import time_grid
-from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
+from sdegen.sde import standard_sdes
 
-SDES = {
-    "ve": VESDE(GeometricSigma()),
-    "vp-linear": VPSDE(LinearSchedule()),
-    "vp-cosine": VPSDE(CosineSchedule()),
-    "subvp-linear": SubVPSDE(LinearSchedule()),
-    "subvp-cosine": SubVPSDE(CosineSchedule()),
-}
+SDES = standard_sdes()
 SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun")
 SHAPE = (1, 4, 4)
 
@@ -42,15 +36,6 @@ def sampler_cfg(name, **overrides):
     cfg.update(overrides)
     cfg["options"] = {**(cfg.get("options") or {}), **options}
     return cfg
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: intra-op threads only add synchronisation (badly so on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,10 @@ import pytest
 import torch
 
 from sdegen.sde import (VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE,
-                        check_compatible)
+                        check_compatible, standard_sdes)
 
 
-def all_sdes():
-    return {
-        "ve": VESDE(GeometricSigma(0.01, 50.0)),
-        "vp-linear": VPSDE(LinearSchedule(0.1, 20.0)),
-        "vp-cosine": VPSDE(CosineSchedule()),
-        "subvp-linear": SubVPSDE(LinearSchedule(0.1, 20.0)),
-        "subvp-cosine": SubVPSDE(CosineSchedule()),
-    }
-
-
-SDES = all_sdes()
+SDES = standard_sdes()
 
 
 def grid(sde):

@@ -21,5 +21,17 @@ def check_compatible(sde_target, schedule) -> str | None:
 
 __all__ = [
     "SDE", "VPSDE", "SubVPSDE", "VESDE", "BetaSchedule", "LinearSchedule", "CosineSchedule",
-    "GeometricSigma", "expand_as", "check_compatible",
+    "GeometricSigma", "expand_as", "check_compatible", "standard_sdes",
 ]
+
+
+def standard_sdes() -> dict:
+    """The thesis's five SDE configurations with score_sde's default parameters, by name:
+    ve, vp-linear, vp-cosine, subvp-linear, subvp-cosine (fresh instances)."""
+    return {
+        "ve": VESDE(GeometricSigma()),
+        "vp-linear": VPSDE(LinearSchedule()),
+        "vp-cosine": VPSDE(CosineSchedule()),
+        "subvp-linear": SubVPSDE(LinearSchedule()),
+        "subvp-cosine": SubVPSDE(CosineSchedule()),
+    }
