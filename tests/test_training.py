@@ -128,7 +128,7 @@ def test_multirun_skips_meaningless_pairs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("[sdegen] skipped") == 2
     lasts = sorted(p.parent.parent.name for p in tmp_path.glob("*/checkpoints/last.ckpt"))
-    assert len(lasts) == 2 and any("sde=ve" in n for n in lasts) and any("sde=vp" in n for n in lasts)
+    assert len(lasts) == 2 and any(n.endswith("_ve-geometric") for n in lasts) and any(n.endswith("_vp-linear") for n in lasts)
 
 
 @pytest.mark.slow
