@@ -214,7 +214,10 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
         key_cfg = {"data_class": type(data).__name__, "reference_sha1": digest}
         cache = Path(ev.cache_dir) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
         cached = cache.is_file()
-        log(f"FID ({kind} features) against {n_ref} '{split}' samples" + (f", cached in {cache}" if cached else ""))
+        log(f"FID ({kind} features) against {real.shape[0]} '{split}' samples"
+            + (f" (the split has fewer than eval.ref_size={n_ref})" if real.shape[0] < n_ref else "")
+            + (f", cached in {cache}" if cached else ""))
+        out["n_reference"] = int(real.shape[0])
         out["fid"] = fid_is.frechet_distance(feature, None, fake, cache_file=cache, real_fn=real_fn,
                                              batch_size=bs, device=device, progress=True)
         out["fid_reference"] = str(cache)
