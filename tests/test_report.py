@@ -102,7 +102,7 @@ def test_report_without_metrics_or_logs_does_not_crash(tmp_path):
         (run / "csv" / "metrics.csv").unlink()
     out = build_report(root)
     md = (out / "metrics_table.md").read_text()
-    assert md.count("—") == 4 * len(CONFIGS)
+    assert md.count("—") == 6 * len(CONFIGS)
     assert (out / "index.md").is_file() and not (out / "violin_fid.png").exists()
 
 

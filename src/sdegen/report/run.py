@@ -29,7 +29,9 @@ import pandas as pd
 import yaml
 
 #: metrics of the table: json key -> column title
-TABLE_METRICS = {"fid": "FID", "bpd": "Bits/dim", "is_mean": "IS (mean)", "is_std": "IS (split std)"}
+TABLE_METRICS = {"fid": "FID", "bpd": "Bits/dim", "is_mean": "IS (mean)", "is_std": "IS (split std)",
+                 # the offline domain metrics in the time-dependent classifier's space (eval.classifier_ckpt)
+                 "classifier_fid": "FID (classifier)", "classifier_is_mean": "IS (classifier)"}
 ORDER = ["VE", "VP-linear", "VP-cosine", "subVP-linear", "subVP-cosine"]
 SDE_NAMES = {"ve": "VE", "vp": "VP", "subvp": "subVP", "VESDE": "VE", "VPSDE": "VP", "SubVPSDE": "subVP"}
 SCHEDULE_NAMES = {"LinearSchedule": "linear", "CosineSchedule": "cosine", "GeometricSigma": "geometric"}
