@@ -136,14 +136,7 @@ def evolution_figure(snapshots, times, path, *, rows: int = 8, reference=None, t
         else:
             _draw(ax, np.asarray(snap)[:rows], 1)
         ax.set_title(f"t={t:.3g}", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, title, fontsize=9)
 
 
 def comparison_figure(panels: dict, path, *, nrow: int | None = None, reference=None, title: str | None = None) -> Path:
@@ -164,8 +157,15 @@ def comparison_figure(panels: dict, path, *, nrow: int | None = None, reference=
     for ax, (name, panel) in zip(axes[0], panels.items()):
         _draw(ax, np.asarray(panel), nrow, limits, reference)
         ax.set_title(str(name), fontsize=9)
+    return _save_figure(fig, path, title, fontsize=10)
+
+
+def _save_figure(fig, path, title=None, fontsize=9) -> Path:
+    """Title, tight layout, save as PNG (creating folders), close."""
+    import matplotlib.pyplot as plt
+
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=fontsize)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
