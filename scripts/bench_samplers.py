@@ -45,9 +45,8 @@ QUICK = {"em 1000", "pc 300", "ode dopri5 tol 1e-05", "dpm_solver 10", "dpm_solv
 
 def sampler_cfg(name, overrides):
     cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "sampler" / f"{name}.yaml"))
-    options = dict(overrides.get("options", {}))
+    cfg.update(overrides.get("options", {}))
     cfg.update({k: v for k, v in overrides.items() if k != "options"})
-    cfg["options"] = {**(cfg.get("options") or {}), **options}
     return cfg
 
 

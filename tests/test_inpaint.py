@@ -50,7 +50,7 @@ def test_initial_state_is_drawn_at_the_prior_scale():
         seen["x"] = x
         return type("R", (), {"x": x, "nfe": 0})()
 
-    impute(lambda x, t: x, sde, {"fn": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    impute(lambda x, t: x, sde, {"_target_": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2), torch.ones(1, 1, 2, 2))
     assert abs(float(seen["x"].std()) - sde.prior_std) < 0.05 * sde.prior_std
 
 

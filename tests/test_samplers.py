@@ -32,9 +32,8 @@ SHAPE = (1, 4, 4)
 
 def sampler_cfg(name, **overrides):
     cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "sampler" / f"{name}.yaml"))
-    options = overrides.pop("options", {})
+    cfg.update(overrides.pop("options", {}))
     cfg.update(overrides)
-    cfg["options"] = {**(cfg.get("options") or {}), **options}
     return cfg
 
 
@@ -206,6 +205,22 @@ def test_unknown_options_are_clear_errors(mixture):
                           ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"})):
         with pytest.raises(ValueError):
             sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_config_typos_and_bad_ranges_are_user_errors(mixture, name):
+    """A mistyped option, steps < 1, resample < 1 or eps outside (0, T) is refused before any step."""
+    from sdegen.errors import UserError
+
+    sde, score = SDES["vp-linear"], GMMScore(mixture, SDES["vp-linear"])
+    with pytest.raises(UserError, match="stepz is not an option"):
+        sample(sampler_cfg(name, stepz=3), score, sde, (2, *SHAPE))
+    with pytest.raises(UserError, match="steps must be >= 1"):
+        sample(sampler_cfg(name, steps=0), score, sde, (2, *SHAPE))
+    with pytest.raises(UserError, match="resample must be >= 1"):
+        sample(sampler_cfg(name, steps=2, resample=0), score, sde, (2, *SHAPE))
+    with pytest.raises(UserError, match="0 < eps < T"):
+        sample(sampler_cfg(name, steps=2, eps=1.5, end_noise=None), score, sde, (2, *SHAPE))
 
 
 # --- grids --------------------------------------------------------------------------------------------------

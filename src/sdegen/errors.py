@@ -8,7 +8,7 @@ with ``HYDRA_FULL_ERROR=1`` or ``verbose=true``).  Programming errors stay ordin
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A user-fixable error; ``str(err)`` is the one line shown after ``sdegen: error:``."""
 
     exit_code = 2

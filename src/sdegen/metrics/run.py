@@ -126,14 +126,14 @@ def load_samples(path: Path) -> dict:
 
 
 def generate(ctx: Context, cfg) -> dict:
-    from ..samplers import sample
+    from ..samplers import describe, sample
 
     n, bs = int(cfg.eval.n_samples), int(cfg.eval.batch_size)
     g = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed))
     xs, nfe, t0 = [], 0, time.time()
     for i in range(0, n, bs):
         b = min(bs, n - i)
-        log(f"sampling {i + b}/{n} with {cfg.sampler.fn.rsplit('.', 1)[-1]}")
+        log(f"sampling {i + b}/{n} with {describe(cfg.sampler)}")
         res = sample(cfg.sampler, ctx.score_fn, ctx.sde, (b, *ctx.data.shape), generator=g, device=ctx.device,
                      progress=True)
         xs.append(ctx.data.unscale(res.x).detach().cpu().float())

@@ -1,62 +1,111 @@
 """Samplers: plain functions ``(score_fn, sde, x, timesteps, ...) -> SampleResult``.
 
 ``sample(...)`` is the driver the commands use: it draws the prior, builds the time grid and
-calls the sampler named in the config (``fn`` is a dotted path, so a new sampler is one file
+calls the sampler named in the config (``_target_`` is a dotted path, so a new sampler is one file
 plus one YAML).
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
 
 import torch
+
+from ..errors import UserError
 
 from .base import CountingScore, SampleResult, run_steps, tweedie_denoise
 from .grids import time_grid
 
 
-def resolve(fn):
-    """A sampler function from a dotted path ('sdegen.samplers.em.sample_em') or itself."""
-    if callable(fn):
-        return fn
-    module, _, name = str(fn).rpartition(".")
+#: keys of a sampler config read by the driver; every other key is an option of the algorithm
+DRIVER_KEYS = ("steps", "eps", "end_noise", "grid", "denoise", "resample")
+
+
+def resolve(target):
+    """A sampler function from a dotted path ('sdegen.samplers.em.sample_em') or the callable itself."""
+    if callable(target):
+        return target
+    from hydra.utils import get_method
+
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot find sampler function {fn!r}: {err}") from None
+        return get_method(str(target))
+    except Exception as err:  # Hydra wraps ImportError/AttributeError in its own error types
+        raise UserError(f"sampler._target_={target!r} is not an importable function ({err})") from None
 
 
 def end_time(sde, sampler_cfg) -> float:
     """The sampler's end time: ``eps``, or the t where σ(t)/α(t) = ``end_noise`` when that is set."""
     end_noise = sampler_cfg.get("end_noise")
     if end_noise is None:
-        return float(sampler_cfg.get("eps", 1e-3))
+        eps = float(sampler_cfg.get("eps", 1e-3))
+        if not 0 < eps < float(sde.T):
+            raise UserError(f"sampler.eps must satisfy 0 < eps < T = {float(sde.T):g}, got {eps:g}")
+        return eps
     if end_noise <= 0:
-        raise ValueError(f"sampler.end_noise must be > 0 (a noise-to-signal ratio σ/α), got {end_noise}")
+        raise UserError(f"sampler.end_noise must be > 0 (a noise-to-signal ratio σ/α), got {end_noise}")
     lam = -torch.log(torch.tensor(float(end_noise), dtype=torch.float64))
     t = float(sde.t_from_log_snr(lam))
     return min(max(t, float(sde.eps)), float(sde.T))
+
+
+def split_config(sampler_cfg) -> tuple:
+    """``(function, driver settings, algorithm options)`` of a sampler config.
+
+    A sampler config is flat: ``_target_`` names the function, the ``DRIVER_KEYS`` say how to drive it
+    and every other key is one of the function's keyword arguments.  An option the function does not
+    take is a ``UserError`` naming the valid ones (a typo never passes silently)."""
+    if hasattr(sampler_cfg, "_metadata"):  # an OmegaConf node
+        from omegaconf import OmegaConf
+
+        sampler_cfg = OmegaConf.to_container(sampler_cfg, resolve=True)
+    cfg = dict(sampler_cfg)
+    if "_target_" not in cfg:
+        raise UserError(f"a sampler config needs _target_ (the sampler function's dotted path); got keys {sorted(cfg)}")
+    fn = resolve(cfg.pop("_target_"))
+    cfg.pop("_partial_", None)
+    driver = {k: cfg.pop(k) for k in DRIVER_KEYS if k in cfg}
+    accepted = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    fixed = {"score_fn", "sde", "x", "timesteps", "step_hook", "generator", "snapshot_every", "resample", "denoise",
+             "progress"}
+    valid = sorted(k for k, p in accepted.items() if k not in fixed and p.kind is p.KEYWORD_ONLY)
+    unknown = [k for k in cfg if k not in accepted or k in fixed]
+    if unknown and not takes_any:
+        raise UserError(f"sampler.{unknown[0]} is not an option of {getattr(fn, '__name__', fn)}; valid options: "
+                        f"{', '.join(list(DRIVER_KEYS) + valid)}")
+    steps = int(driver.get("steps", 1000))
+    if steps < 1:
+        raise UserError(f"sampler.steps must be >= 1, got {steps}")
+    if int(driver.get("resample", 1)) < 1:
+        raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
+    return fn, driver, cfg
+
+
+def describe(sampler_cfg) -> str:
+    """A short name of a sampler config for logs and figure titles, e.g. ``dpm_solver (20 steps)``."""
+    target = sampler_cfg.get("_target_", "?")
+    name = getattr(target, "__name__", str(target).rsplit(".", 1)[-1]).removeprefix("sample_")
+    return f"{name} ({sampler_cfg.get('steps', '?')} steps)"
 
 
 def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None, device="cpu",
            x_init=None, snapshot_every=0, progress=False) -> SampleResult:
     """Draw ``shape`` samples with the sampler described by ``sampler_cfg``.
 
-    ``sampler_cfg`` is a mapping with ``fn`` (dotted path), ``steps``, ``eps``, ``grid`` and the
-    algorithm's own ``options``; ``resample`` and ``denoise`` are common options.  ``end_noise``,
-    when set, replaces ``eps`` by the time at which the noise-to-signal ratio σ(t)/α(t) equals it,
-    so that a grid ends at the same noise level on every SDE (at a fixed t = 1e-3, sub-VP's σ/α
-    is 1e-4 but VP's is 1e-2: fast solvers would spend their few steps on noise levels that
-    change nothing).
+    ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
+    ``steps``, ``eps``, ``end_noise``, ``grid``, ``denoise``, ``resample`` and the algorithm's own
+    options.  ``end_noise``, when set, replaces ``eps`` by the time at which the noise-to-signal ratio
+    σ(t)/α(t) equals it, so that a grid ends at the same noise level on every SDE (at a fixed
+    t = 1e-3, sub-VP's σ/α is 1e-4 but VP's is 1e-2: fast solvers would spend their few steps on
+    noise levels that change nothing).
     """
-    cfg = dict(sampler_cfg)
-    fn = resolve(cfg["fn"])
-    timesteps = time_grid(sde, int(cfg.get("steps", 1000)), end_time(sde, cfg), cfg.get("grid", "uniform"))
+    fn, driver, options = split_config(sampler_cfg)
+    timesteps = time_grid(sde, int(driver.get("steps", 1000)), end_time(sde, driver), driver.get("grid", "uniform"))
     x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
-    options = dict(cfg.get("options") or {})
     return fn(score_fn, sde, x, timesteps, step_hook=step_hook, generator=generator,
-              snapshot_every=snapshot_every, resample=int(cfg.get("resample", 1)),
-              denoise=bool(cfg.get("denoise", True)), progress=progress, **options)
+              snapshot_every=snapshot_every, resample=int(driver.get("resample", 1)),
+              denoise=bool(driver.get("denoise", True)), progress=progress, **options)
 
 
-__all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve"]
+__all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve",
+           "split_config", "describe", "DRIVER_KEYS"]

@@ -289,7 +289,7 @@ def main(cfg):
         reference = _reference_points(data, len(first.trajectory[0]))
         panels = [_points_or_images(data, snap) for snap in first.trajectory]
         viz.evolution_figure(panels, first.times, out / "evolution.png", rows=int(cfg.get("evolution_rows", 8)),
-                             reference=reference, title=str(sampler_cfg["fn"]).rsplit(".", 1)[-1])
+                             reference=reference, title=samplers.describe(sampler_cfg))
 
     metrics = {"nfe": float(np.mean(nfes)), "seconds": seconds, "samples_per_second": n / max(seconds, 1e-9)}
     compare = cfg.get("compare")

@@ -44,7 +44,7 @@ class SampleGrid(Callback):
                  at_end: bool = True):
         self.out_dir, self.at_end = Path(out_dir), bool(at_end)
         self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
-        self.sampler = dict(sampler or {"fn": "sdegen.samplers.em.sample_em", "steps": 100, "eps": 1e-3})
+        self.sampler = dict(sampler or {"_target_": "sdegen.samplers.em.sample_em", "steps": 100, "eps": 1e-3})
         self._last_step = -1
 
     @torch.no_grad()
