@@ -16,45 +16,28 @@ With ``task=classifier`` it evaluates a classifier instead (``sdegen.training.cl
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
+import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from .. import viz
+from ..errors import UserError
+from ..runtime.checkpoints import find_checkpoint, load_classifier
+from ..runtime.generation import check_finite, generate
+from ..runtime.loggers import log_metrics
+from ..runtime.rundir import cache_dir, run_dir as current_run_dir
+from ..runtime.setup import Setup, build_data, build_setup, cli_overrides, guided_score
+from ..training.classifier import accuracy_curve
 
 METRICS = ("fid", "is", "bpd")
-
-
-@dataclass
-class Context:
-    score_fn: object  # nn.Module: (x, t, y=None) -> score
-    sde: object
-    data: object
-    device: torch.device
-
-
-def log(msg: str) -> None:
-    print(f"[sdegen eval] {msg}", flush=True)
-
-
-def run_folder(cfg) -> Path:
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.get("output_dir") or f"outputs/eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-
-
-def resolve_device(name) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(str(name))
+log = logging.getLogger("sdegen")
 
 
 def wanted_metrics(metric) -> list[str]:
@@ -65,83 +48,71 @@ def wanted_metrics(metric) -> list[str]:
         return list(METRICS)
     bad = [m for m in names if m not in METRICS]
     if bad:
-        raise SystemExit(f"sdegen: error: metric={','.join(bad)} is not known; use fid, is, bpd or all")
+        raise UserError(f"metric={','.join(bad)} is not known; use fid, is, bpd or all")
     return names
 
 
-def _instantiate(node, **kwargs):
-    import hydra.utils
-
-    node = OmegaConf.create(node) if not isinstance(node, DictConfig) else node
-    return hydra.utils.instantiate(node, _convert_="all", **kwargs)
-
-
-def build_context(cfg, device) -> Context:
-    """Score model, SDE and data module: ``sdegen.tasks.sample.setup(cfg)`` when it exists, else built here."""
-    try:
-        setup = importlib.import_module("sdegen.tasks.sample").setup
-    except (ImportError, AttributeError):
-        setup = None
-    if setup is not None:
-        ctx = setup(cfg)
-
-        def get(name):
-            return ctx.get(name) if isinstance(ctx, Mapping) else getattr(ctx, name, None)
-
-        model = get("score_fn") or get("model")
-        if model is not None and get("sde") is not None and get("data") is not None:
-            return Context(model, get("sde"), get("data"), torch.device(get("device") or device))
-    from ..config import build_sde
-
-    if cfg.get("ckpt"):
-        from ..training.checkpoint import load_score_model
-
-        model, plain = load_score_model(cfg.ckpt, map_location=device)
-        sde, data = _instantiate(plain["sde"]), _instantiate(plain["data"])
-    else:
-        sde, data = build_sde(cfg), _instantiate(cfg.data)
-        model = _instantiate(cfg.model, sde=sde, data=data)
-    return Context(model.to(device).eval(), sde, data, device)
-
-
-def data_from_samples_folder(cfg, samples_path: Path):
-    """The data config the samples were made with (``<folder>/.hydra/config.yaml``), else ``cfg.data``."""
-    hydra_cfg = samples_path.parent / ".hydra" / "config.yaml"
+def samples_data(cfg, samples_path: Path):
+    """The data module the samples were drawn with: ``data=`` given on the command line, else the
+    sample run's ``config.yaml`` (written by ``sdegen sample``, with a checkpoint's data config)."""
+    if "data" in {k.split(".", 1)[0] for k in cli_overrides()}:
+        return build_data(cfg.data)
+    folder = samples_path.parent
+    saved = folder / "config.yaml"
+    if saved.is_file():
+        stored = OmegaConf.load(saved)
+        if "data" in stored:
+            log.info(f"data config of the samples from {saved}")
+            return build_data(stored.data)
+    hydra_cfg = folder / ".hydra" / "config.yaml"
     if hydra_cfg.is_file():
-        saved = OmegaConf.load(hydra_cfg)
-        if "data" in saved:
-            log(f"data config from {hydra_cfg}")
-            return _instantiate(saved.data)
-    return _instantiate(cfg.data)
+        stored = OmegaConf.load(hydra_cfg)
+        if stored.get("ckpt"):
+            _, checkpoint = find_checkpoint(stored.ckpt)
+            return build_data(OmegaConf.create(checkpoint["sdegen"]["cfg"]["data"]))
+        if "data" in stored:
+            return build_data(stored.data)
+    raise UserError(f"cannot tell which data {samples_path} was drawn from (no config.yaml beside it); "
+                    f"give data=... (and its options) on the command line")
 
 
 # --- samples ----------------------------------------------------------------------------------------
 def load_samples(path: Path) -> dict:
+    """The arrays of a ``samples.npz`` (``x`` and/or ``images``); a missing or corrupt file is a ``UserError``."""
     if not path.is_file():
-        raise SystemExit(f"sdegen: error: samples={path} does not exist (give the samples.npz of `sdegen sample`)")
-    with np.load(path) as f:
-        if "x" not in f.files and "images" not in f.files:
-            raise SystemExit(f"sdegen: error: {path} has neither 'x' nor 'images' (arrays: {f.files})")
-        return {k: f[k] for k in f.files}
+        raise UserError(f"samples={path} does not exist (give the samples.npz of `sdegen sample`)")
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"samples={path} is not a readable .npz file ({type(err).__name__}: {err})") from None
+    if "x" not in arrays and "images" not in arrays:
+        raise UserError(f"samples={path} has neither 'x' nor 'images' (arrays: {sorted(arrays)})")
+    if "x" in arrays:
+        check_finite(torch.as_tensor(arrays["x"]), f"samples={path}")
+    return arrays
 
 
-def generate(ctx: Context, cfg) -> dict:
-    from ..samplers import describe, sample
+def check_samples_fit(samples: dict, data, path) -> None:
+    shape = tuple(data.shape)
+    x = samples.get("x")
+    if x is not None and tuple(x.shape[1:]) != shape:
+        raise UserError(f"samples={path} have shape {tuple(x.shape[1:])} but the data have {shape}; give the data they "
+                        f"were drawn from (data=...)")
 
-    n, bs = int(cfg.eval.n_samples), int(cfg.eval.batch_size)
-    g = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed))
-    xs, nfe, t0 = [], 0, time.time()
-    for i in range(0, n, bs):
-        b = min(bs, n - i)
-        log(f"sampling {i + b}/{n} with {describe(cfg.sampler)}")
-        res = sample(cfg.sampler, ctx.score_fn, ctx.sde, (b, *ctx.data.shape), generator=g, device=ctx.device,
-                     progress=True)
-        xs.append(ctx.data.unscale(res.x).detach().cpu().float())
-        nfe = res.nfe
-    x = torch.cat(xs)
-    out = {"x": x.numpy(), "nfe": np.asarray(nfe), "seconds": np.asarray(time.time() - t0)}
-    if getattr(ctx.data, "is_image", False):
-        from .features import as_uint8_rgb
+
+def generate_samples(setup: Setup, score_fn, cfg) -> dict:
+    """``n_samples`` drawn with the configured sampler (and guidance), in data space."""
+    start = time.time()
+    gen = generate(setup, score_fn, cfg.sampler, int(cfg.n_samples), batch_size=int(cfg.batch_size),
+                   generator=setup.generator(), progress=bool(cfg.get("progress", True)))
+    x = setup.data.unscale(gen.x).float()
+    out = {"x": x.numpy(), "nfe": np.asarray(gen.nfe), "nfe_total": np.asarray(gen.nfe_total),
+           "seconds": np.asarray(time.time() - start)}
+    if gen.labels is not None:
+        out["y"] = gen.labels.numpy()
+    if getattr(setup.data, "is_image", False):
+        from ..metrics.features import as_uint8_rgb
 
         out["images"] = as_uint8_rgb(x.clamp(0, 1)).permute(0, 2, 3, 1).numpy()[..., : x.shape[1]]
     return out
@@ -193,7 +164,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
     if kind == "auto":
         kind = "inception" if getattr(data, "is_image", False) else "raw"
     out: dict = {"features": kind}
-    n_ref, split, bs = int(ev.ref_size), str(ev.ref_split), int(ev.batch_size)
+    n_ref, split, bs = int(ev.ref_size), str(ev.ref_split), int(cfg.batch_size)
     if kind == "raw":
         fake = samples_model_space(data, samples).double()
         feature, real_fn = RawFeatures(fake[0].numel()), (lambda: reference_x(data, n_ref, split, cfg.seed).double())
@@ -202,7 +173,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
         real_fn = (lambda: as_uint8_rgb(data.unscale(reference_x(data, n_ref, split, cfg.seed))))
         feature = load_inception("pool", ev.inception_weights) if "fid" in wanted else None
     else:
-        raise SystemExit(f"sdegen: error: eval.features={kind} is not known; use auto, inception or raw")
+        raise UserError(f"eval.features={kind} is not known; use auto, inception or raw")
     out["n_samples"] = int(fake.shape[0])
     if "fid" in wanted:
         name = kind if kind == "raw" or not ev.inception_weights else f"inception-{Path(ev.inception_weights).stem}"
@@ -212,9 +183,9 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
         real_fn = (lambda: real)  # noqa: E731
         digest = hashlib.sha1(real.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
         key_cfg = {"data_class": type(data).__name__, "reference_sha1": digest}
-        cache = Path(ev.cache_dir) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
+        cache = (Path(ev.cache_dir) if ev.get("cache_dir") else cache_dir("fid_ref")) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
         cached = cache.is_file()
-        log(f"FID ({kind} features) against {real.shape[0]} '{split}' samples"
+        log.info(f"FID ({kind} features) against {real.shape[0]} '{split}' samples"
             + (f" (the split has fewer than eval.ref_size={n_ref})" if real.shape[0] < n_ref else "")
             + (f", cached in {cache}" if cached else ""))
         out["n_reference"] = int(real.shape[0])
@@ -229,7 +200,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
         if kind == "inception" and ev.inception_weights and is_torchscript(Path(ev.inception_weights).expanduser()) \
                 and not explicit:
             logits = None  # metric=all: a pool3-only TorchScript Inception gives FID, not IS; don't fail
-            log("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
+            log.info("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
                 "eval.classifier_ckpt gives the classifier-space IS)")
         elif kind == "inception":
             logits = load_inception("logits", ev.inception_weights)
@@ -238,7 +209,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
             logits = fid_is.LogitsModule(lambda x: mixture.class_log_posterior(x))
         else:
             logits = None
-            log("IS skipped: raw features have no classes (use eval.features=inception or eval.classifier_ckpt)")
+            log.info("IS skipped: raw features have no classes (use eval.features=inception or eval.classifier_ckpt)")
         if logits is not None:
             out["is_mean"], out["is_std"] = fid_is.inception_score(logits, fake, splits=int(ev.is_splits),
                                                                    batch_size=bs, device=device, seed=int(cfg.seed))
@@ -247,12 +218,10 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
 
 def classifier_metrics(cfg, data, samples: dict, device) -> dict:
     """``eval.classifier_ckpt``: the domain metrics of ``classifier_domain_metrics``."""
-    from ..training.classifier import load_classifier
-
     ev = cfg.eval
     classifier, plain = load_classifier(ev.classifier_ckpt, map_location=device)
     return classifier_domain_metrics(classifier, data, samples, t=_eps_of(plain, cfg), n_ref=int(ev.ref_size),
-                                     split=str(ev.ref_split), seed=int(cfg.seed), batch_size=int(ev.batch_size),
+                                     split=str(ev.ref_split), seed=int(cfg.seed), batch_size=int(cfg.batch_size),
                                      splits=int(ev.is_splits), device=device)
 
 
@@ -288,116 +257,135 @@ def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_re
     return out
 
 
-def bpd_metrics(cfg, ctx: Context, run_dir: Path) -> dict:
+def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
     from .likelihood import bpd_of_batch
 
     b = cfg.eval.bpd
-    is_image = bool(getattr(ctx.data, "is_image", False))
+    is_image = bool(getattr(setup.data, "is_image", False))
     dtype = {"auto": torch.float32 if is_image else torch.float64, "float32": torch.float32,
              "float64": torch.float64}[str(b.dtype)]
-    x = reference_x(ctx.data, int(b.n), str(b.split), int(cfg.seed) + 1)  # model space
+    x = reference_x(setup.data, int(b.n_points), str(b.split), int(cfg.seed) + 1)  # model space
     if is_image:
-        x = ctx.data.unscale(x)  # pixels in [0, 1]: bpd_of_batch recovers the 8-bit values and dequantises
-    g = torch.Generator(device=ctx.device).manual_seed(int(cfg.seed))
+        x = setup.data.unscale(x)  # pixels in [0, 1]: bpd_of_batch recovers the 8-bit values and dequantises
+    g = torch.Generator(device=setup.device).manual_seed(int(cfg.seed))
     solver = dict(trace=b.trace, exact_max_dim=int(b.exact_max_dim), probe=b.probe, n_probes=int(b.n_probes),
                   method=b.method, rtol=float(b.rtol), atol=float(b.atol), eps=b.eps)
     bpds, logps, nfes = [], [], []
     from tqdm.auto import tqdm
 
     for xb in tqdm(x.split(int(b.batch_size)), desc="bits/dim (PF-ODE)"):
-        bpd, res = bpd_of_batch(ctx.score_fn, ctx.sde, xb.to(ctx.device), data=ctx.data if is_image else None,
+        bpd, res = bpd_of_batch(setup.score_model, setup.sde, xb.to(setup.device), data=setup.data if is_image else None,
                                 is_image=is_image,
                                 generator=g, dtype=dtype, **solver)
         bpds.append(bpd.cpu()), logps.append(res.logp.cpu()), nfes.append(res.nfe)
     bpd, logp = torch.cat(bpds).double(), torch.cat(logps).double()
+    check_finite(bpd[:, None], "bits/dim")
     np.savez(run_dir / "bpd_per_sample.npz", x=x.cpu().numpy(), bpd=bpd.numpy(), logp=logp.numpy(),
              nfe=np.asarray(nfes))
     out = {"bpd": float(bpd.mean()), "bpd_std": float(bpd.std()), "bpd_sem": float(bpd.std() / math.sqrt(len(bpd))),
            "bpd_n": int(len(bpd)), "bpd_nfe": float(np.mean(nfes))}
-    mixture = getattr(ctx.data, "mixture", None)
+    mixture = getattr(setup.data, "mixture", None)
     if mixture is not None and not is_image:  # the test bed: the exact answer, for comparison
         out["bpd_exact"] = float(-mixture.log_prob(x).mean() / (x[0].numel() * math.log(2)))
     return out
 
 
-# --- loggers ---------------------------------------------------------------------------------------
-def build_loggers(cfg) -> list:
-    try:
-        return list(importlib.import_module("sdegen.training.loggers").build_loggers(cfg) or [])
-    except (ImportError, AttributeError):
-        pass
-    loggers = []
-    for node in (cfg.get("logger") or {}).values():
-        if isinstance(node, Mapping) and "_target_" in node:
-            try:
-                loggers.append(_instantiate(node))
-            except Exception as err:  # a logger must never stop the evaluation
-                log(f"logger {node['_target_']} unavailable: {err}")
-    return loggers
-
-
-def log_metrics(cfg, metrics: dict) -> None:
-    numbers = {f"eval/{k}": float(v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
-    for logger in build_loggers(cfg):
-        try:
-            logger.log_metrics(numbers, step=0)
-            logger.save()
-            logger.finalize("success")
-        except Exception as err:
-            log(f"logging to {type(logger).__name__} failed: {err}")
-
-
 # --- the command -----------------------------------------------------------------------------------
 def evaluate(cfg) -> dict:
-    """Compute the requested metrics; returns the metrics dict (also written to metrics.json)."""
+    """Compute the requested metrics; returns the metrics dict (also written to metrics.json).
+    The score model is built once (for generation and bits/dim); ``samples=`` needs none."""
     torch.manual_seed(int(cfg.seed))
     wanted = wanted_metrics(cfg.get("metric", "all"))
-    run_dir = run_folder(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.get("device"))
-    samples_path = cfg.get("samples") or cfg.eval.get("samples")
+    samples_path = cfg.get("samples")
+    guidance = str((cfg.get("guidance") or {}).get("name", "none"))
+    if samples_path and guidance != "none":
+        raise UserError(f"guidance={guidance} applies when eval draws the samples; samples= are already drawn "
+                        f"(drop guidance=, or drop samples= to generate guided samples)")
+    out = current_run_dir(cfg)
     t0 = time.time()
     metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
-
-    ctx = None
-    if "bpd" in wanted or not samples_path:
-        try:
-            ctx = build_context(cfg, device)
-        except Exception as err:
-            if samples_path is None or "bpd" in wanted:
-                raise SystemExit(f"sdegen: error: cannot build the score model ({err}); give ckpt=PATH "
-                                 f"(or model=gmm data=gmm for the test bed)") from err
     need_samples = "fid" in wanted or "is" in wanted or bool(cfg.eval.classifier_ckpt)
+
+    setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
+    device = setup.device if setup is not None else torch.device("cpu")
     samples = data = None
-    if not need_samples:
-        pass
-    elif samples_path:
+    if need_samples and samples_path:
         samples = load_samples(Path(samples_path))
-        data = data_from_samples_folder(cfg, Path(samples_path))
-    else:
-        samples, data = generate(ctx, cfg), ctx.data
-        metrics["sampler_nfe"], metrics["sampling_seconds"] = int(samples["nfe"]), float(samples["seconds"])
-        np.savez(run_dir / "samples.npz", **samples)
+        data = samples_data(cfg, Path(samples_path))
+        check_samples_fit(samples, data, samples_path)
+    elif need_samples:
+        samples, data = generate_samples(setup, guided_score(cfg, setup), cfg), setup.data
+        metrics["sampler_nfe"], metrics["sampler_nfe_total"] = float(samples["nfe"]), int(samples["nfe_total"])
+        metrics["sampling_seconds"] = float(samples["seconds"])
 
     if "fid" in wanted or "is" in wanted:
         metrics.update(fid_is_metrics(cfg, data, samples, wanted, device))
     if cfg.eval.classifier_ckpt:
         metrics.update(classifier_metrics(cfg, data, samples, device))
+    out.mkdir(parents=True, exist_ok=True)
     if "bpd" in wanted:
-        metrics.update(bpd_metrics(cfg, ctx, run_dir))
+        metrics.update(bpd_metrics(cfg, setup, out))
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise UserError(f"metric {bad[0]} is {metrics[bad[0]]} (NaN/inf): check the samples and the model")
     metrics["seconds"] = time.time() - t0
-
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    log_metrics(cfg, metrics)
+    if samples is not None and not samples_path:
+        np.savez(out / "samples.npz", **samples)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    log_metrics(cfg, out, metrics, prefix="eval/")
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if k in ("fid", "is_mean", "is_std", "bpd", "bpd_exact", "bpd_nfe", "classifier_fid", "classifier_accuracy")}
-    log(f"{shown} -> {run_dir / 'metrics.json'}")
+    log.info(f"{shown} -> {out / 'metrics.json'}")
     return metrics
 
 
+def evaluate_classifier(cfg) -> dict:
+    """``sdegen eval task=classifier ckpt=PATH``: test accuracy over a grid of noise levels."""
+    from ..runtime.config import build_sde
+    from ..runtime.device import resolve_device
+
+    if not cfg.get("ckpt"):
+        raise UserError("`sdegen eval task=classifier` needs ckpt=PATH (a `sdegen train task=classifier` checkpoint)")
+    device = resolve_device(cfg.get("device", "auto"))
+    model, plain = load_classifier(cfg.ckpt, map_location=device)
+    stored = OmegaConf.create({k: v for k, v in plain.items() if k != "data_info"})
+    sde, data = build_sde(stored), build_data(stored.data)
+    ev = cfg.task.get("eval") or {}
+    split = str(ev.get("split", "test"))
+    x, y = data.reference(int(ev.get("n_points", 2000)), split=split, generator=torch.Generator().manual_seed(0))
+    t_min = plain["task"].get("t_min")
+    t_min = float(sde.eps if t_min is None else t_min)
+    times = np.linspace(t_min, sde.T, int(ev.get("n_times", 11))).tolist()
+    accuracies = accuracy_curve(model, sde, x.float(), torch.as_tensor(y).long(), times,
+                                batch_size=int(cfg.batch_size), device=device)
+    log_snr = [float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) for t in times]
+    result = {"mean_accuracy": float(np.mean(accuracies)), "times": times, "accuracy": accuracies, "log_snr": log_snr,
+              "n": int(x.shape[0]), "split": split, "sde": plain["sde"].get("_target_"), "ckpt": str(cfg.ckpt)}
+    out = current_run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classifier_accuracy.json").write_text(json.dumps(result, indent=2))
+    _plot_curve(result, out / "classifier_accuracy.png")
+    log.info(f"classifier accuracy (mean over {len(times)} noise levels): {result['mean_accuracy']:.3f}; "
+             + ", ".join(f"t={t:.2f}: {a:.3f}" for t, a in zip(times, accuracies)) + f" -> {out}")
+    return result
+
+
+def _plot_curve(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(result["times"], result["accuracy"], "o-")
+    ax.set_xlabel("t")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    viz._save_figure(fig, path, title=f"time-dependent classifier (mean {result['mean_accuracy']:.3f})")
+
+
 def main(cfg):
-    task = cfg.get("task") or {}
-    if task.get("name") == "classifier":
-        return importlib.import_module("sdegen.training.classifier").evaluate(cfg)
+    if str((cfg.get("task") or {}).get("name", "generate")) == "classifier":
+        return evaluate_classifier(cfg)
     return evaluate(cfg)
