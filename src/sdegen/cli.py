@@ -151,6 +151,9 @@ def _run(command: str, cfg):
             print(f"[sdegen] dry run: {command} {picked} -> {hc.runtime.output_dir}", flush=True)
             remove_if_untouched(hc.runtime.output_dir)
             return None
+        from .runtime.loggers import route_library_logs
+
+        route_library_logs()
         if command == "train":
             from .commands import train as module
         elif command == "sample":

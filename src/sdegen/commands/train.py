@@ -86,6 +86,8 @@ def main(cfg, run_dir=None):
     L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
 
     data = build_data(cfg.data)
+    data.prepare_data()
+    data.setup("fit")  # read (and check) the data before the run folder gets any file
     sde = build_sde(cfg)
     module = MODULES[task](cfg, sde, data)
 

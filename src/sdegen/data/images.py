@@ -178,7 +178,7 @@ class NpzDataModule(ImageDataModule):
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             if isinstance(err, UserError):
                 raise
-            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}: {err})") from None
+            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not saved by numpy.savez)") from None
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
             raise UserError(f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
                             f"labels must be one integer per image")

@@ -158,3 +158,22 @@ def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) ->
         except Exception as err:  # noqa: BLE001
             log.warning(f"logging to {type(logger).__name__} failed: {err}")
     finish_wandb(loggers)
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record):
+        return "💡 Tip" not in str(record.msg) and "litlogger" not in str(record.msg)
+
+
+def route_library_logs() -> None:
+    """Each log line once: Lightning adds its own stderr handler to the ``lightning`` logger AND
+    propagates to the root logger that Hydra configured (console + cli.log); drop its handler (when
+    the root has handlers) and its advertisement lines."""
+    import lightning  # noqa: F401 - its import adds the handler we remove
+
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+            logger.addFilter(_DropAdverts())
