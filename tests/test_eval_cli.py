@@ -18,7 +18,7 @@ def run_eval(tmp_path, *overrides):
 
 
 def test_eval_bpd_on_the_test_bed(tmp_path):
-    run_dir, m = run_eval(tmp_path, "metric=bpd", "eval.bpd.n=100", "sde=subvp", "schedule=cosine")
+    run_dir, m = run_eval(tmp_path, "metric=bpd", "eval.bpd.n_points=100", "sde=subvp", "schedule=cosine")
     assert abs(m["bpd"] - m["bpd_exact"]) < 0.005 and m["bpd_n"] == 100 and m["bpd_nfe"] > 10
     per = np.load(run_dir / "bpd_per_sample.npz")
     assert per["bpd"].shape == (100,) and per["x"].shape == (100, 1, 4, 4)
@@ -45,12 +45,16 @@ def test_eval_fid_is_of_a_samples_file(tmp_path):
 
 
 def test_eval_generates_with_the_sampler(tmp_path):
-    run_dir, m = run_eval(tmp_path, "metric=fid", "eval.n_samples=300", "sampler.steps=100", "eval.ref_size=1000")
+    run_dir, m = run_eval(tmp_path, "metric=fid", "n_samples=300", "sampler.steps=100", "eval.ref_size=1000")
     assert m["sampler_nfe"] > 100 and m["n_samples"] == 300
     assert m["fid"] < 0.3
     assert np.load(run_dir / "samples.npz")["x"].shape == (300, 1, 4, 4)
 
 
-def test_bad_metric_is_a_one_line_error(tmp_path):
-    with pytest.raises(SystemExit, match="metric=fud is not known"):
+def test_bad_metric_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
         run_eval(tmp_path, "metric=fud")
+    assert err.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "sdegen: error: metric=fud is not known; use fid, is, bpd or all"]
+    assert not (tmp_path / "run").exists()

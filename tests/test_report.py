@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sdegen import cli
-from sdegen.report.run import build_report, config_label
+from sdegen.report.build import build_report, config_label
 
 CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
            ("subvp", "linear", "subVP-linear"), ("subvp", "cosine", "subVP-cosine")]
@@ -112,7 +112,7 @@ def test_report_cli_positional_dir(tmp_path, png):
     cli.main(["sdegen", "report", str(root), f"hydra.run.dir={tmp_path / 'hydra'}"])
     assert (root / "report" / "index.md").is_file()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no runs"):
+    with pytest.raises(ValueError, match="no runs"):
         build_report(tmp_path / "empty")
 
 

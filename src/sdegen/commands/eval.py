@@ -156,8 +156,8 @@ def reference_x(data, n: int, split: str, seed: int) -> torch.Tensor:
 
 
 def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
-    from . import fid_is
-    from .features import RawFeatures, as_uint8_rgb, load_inception
+    from ..metrics import fid_is
+    from ..metrics.features import RawFeatures, as_uint8_rgb, load_inception
 
     ev = cfg.eval
     kind = ev.features
@@ -193,7 +193,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
                                              batch_size=bs, device=device, progress=True)
         out["fid_reference"] = str(cache)
     if "is" in wanted:
-        from .features import is_torchscript
+        from ..metrics.features import is_torchscript
 
         explicit = "is" in (cfg.metric if isinstance(cfg.metric, (list, tuple)) or OmegaConf.is_list(cfg.metric)
                             else [cfg.metric])
@@ -237,8 +237,8 @@ def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_re
     """The offline domain metric: ``classifier_fid``, ``classifier_is_mean/std`` and, when the
     samples carry labels (class-guided generation), ``classifier_accuracy``.  Both real and
     generated data are mapped to model space with ``data.scale`` before the classifier sees them."""
-    from . import fid_is
-    from .features import ClassifierFeatures, infer_num_features
+    from ..metrics import fid_is
+    from ..metrics.features import ClassifierFeatures, infer_num_features
 
     classifier = classifier.to(device).eval()
     fake = samples_model_space(data, samples)
@@ -258,7 +258,7 @@ def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_re
 
 
 def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
-    from .likelihood import bpd_of_batch
+    from ..metrics.likelihood import bpd_of_batch
 
     b = cfg.eval.bpd
     is_image = bool(getattr(setup.data, "is_image", False))

@@ -59,7 +59,7 @@ def save_config(cfg, setup: Setup, out) -> None:
     from ..runtime.config import to_plain
 
     plain = to_plain(cfg)
-    if setup.ckpt_cfg is not None:
+    if getattr(setup, "ckpt_cfg", None) is not None:
         plain.update({k: setup.ckpt_cfg[k] for k in ("sde", "schedule", "model", "data") if k in setup.ckpt_cfg})
     OmegaConf.save(OmegaConf.create(plain), out / "config.yaml")
 

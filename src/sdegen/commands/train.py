@@ -41,6 +41,10 @@ MODULES = {"generate": ScoreModule, "classifier": ClassifierModule}
 def resumed_config(cfg, stored: dict, source):
     """The checkpoint's config with the keys given on the command line on top (contradicting
     ``sde``/``schedule``/``model``/``data`` choices are a ``UserError``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return cfg  # called from Python: the caller composed the config it wants
     refuse_conflicts(cfg, stored, source)
     merged = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
     given = {key.split("@", 1)[-1] for key in cli_overrides() if not key.startswith("hydra")}

@@ -135,7 +135,7 @@ def finish_wandb(loggers) -> None:
 
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger" and rank_zero_only.rank == 0 and logger._experiment is not None:
-            logger.experiment.finish(quiet=True)
+            logger.experiment.finish()
 
 
 def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) -> None:
