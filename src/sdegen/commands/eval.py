@@ -1,16 +1,18 @@
 """``sdegen eval metric=fid|is|bpd|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
 
-* Samples: ``samples=PATH/samples.npz`` (from ``sdegen sample``), or ``eval.n_samples`` drawn with
+* Samples: ``samples=PATH/samples.npz`` (from ``sdegen sample``), or ``n_samples`` drawn with
   the configured sampler from ``ckpt=PATH`` (or from ``model=gmm data=gmm``, no checkpoint).
 * FID / IS: ``eval.features`` = inception (images; torchmetrics), raw (coordinates; non-image data,
   IS from the mixture's exact class posterior on the test bed) or auto.  Reference statistics of
-  the real split are cached under ``eval.cache_dir``.
-* bits/dim: probability-flow ODE on ``eval.bpd.n`` test points (``metrics/likelihood.py``);
+  the real split are cached under ``$SDEGEN_CACHE/fid_ref`` (or ``eval.cache_dir``).
+* bits/dim: probability-flow ODE on ``eval.bpd.n_points`` test points (``metrics/likelihood.py``);
   per-sample values in ``bpd_per_sample.npz``.
 * ``eval.classifier_ckpt=PATH``: FID in the time-dependent classifier's feature space at t = eps,
   its IS, and its accuracy on labelled (class-guided) samples.
 Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
-With ``task=classifier`` it evaluates a classifier instead (``sdegen.training.classifier.evaluate``).
+The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
+applies to the generated samples.  With ``task=classifier`` it evaluates a time-dependent classifier
+instead (accuracy over noise levels).
 """
 
 from __future__ import annotations

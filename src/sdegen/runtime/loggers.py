@@ -169,8 +169,11 @@ def route_library_logs() -> None:
     """Each log line once: Lightning adds its own stderr handler to the ``lightning`` logger AND
     propagates to the root logger that Hydra configured (console + cli.log); drop its handler (when
     the root has handlers) and its advertisement lines."""
+    import warnings
+
     import lightning  # noqa: F401 - its import adds the handler we remove
 
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning/torch internals
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

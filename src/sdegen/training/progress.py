@@ -27,12 +27,12 @@ class RunProgressBar(TQDMProgressBar):
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
 
     def on_train_start(self, trainer, pl_module):
+        import sys
+
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.train_progress_bar = self.init_train_tqdm()
-        self.train_progress_bar.reset(total=total)
-        self.train_progress_bar.initial = trainer.global_step
-        self.train_progress_bar.n = trainer.global_step
-        self.train_progress_bar.set_description("train")
+        self.train_progress_bar = Tqdm(desc="train", total=total, initial=trainer.global_step,
+                                       disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stdout,
+                                       smoothing=0, bar_format=self.BAR_FORMAT)
         self._start, self._start_step = time.monotonic(), trainer.global_step
 
     def on_train_epoch_start(self, trainer, *_):
