@@ -79,7 +79,9 @@ def test_argv_is_intact_when_the_command_runs(tmp_path, monkeypatch):
 
 
 def test_report_positional_directory_becomes_override():
-    assert cli._positional_to_override("report", ["outputs/x", "foo=1"]) == ["run_dir=outputs/x", "foo=1"]
+    assert cli._positional_to_override("report", ["outputs/x", "foo=1"]) == [
+        "run_dir=outputs/x", "foo=1", "hydra.run.dir=outputs/x/report", "hydra.output_subdir=null"]
+    assert cli._positional_to_override("report", ["outputs/x", "hydra.run.dir=r"]) == ["run_dir=outputs/x", "hydra.run.dir=r"]
     assert cli._positional_to_override("train", ["outputs/x"]) == ["outputs/x"]
 
 

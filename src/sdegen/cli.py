@@ -83,10 +83,15 @@ def check_args(command: str, args: list[str]) -> None:
 
 
 def _positional_to_override(command: str, args: list[str]) -> list[str]:
-    """``sdegen report DIR`` is shorthand for ``sdegen report run_dir=DIR``."""
+    """``sdegen report DIR`` is shorthand for ``sdegen report run_dir=DIR``; the report's own run folder
+    (its cli.log) is ``DIR/report`` unless ``hydra.run.dir`` is given, so nothing lands in ./outputs."""
     if command != "report":
         return args
-    return [f"run_dir={a}" if ("=" not in a and not a.startswith("-")) else a for a in args]
+    args = [f"run_dir={a}" if ("=" not in a and not a.startswith("-")) else a for a in args]
+    run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("run_dir=")), None)
+    if run_dir and not any(a.startswith("hydra.run.dir=") for a in args):
+        args += [f"hydra.run.dir={run_dir.rstrip('/')}/report", "hydra.output_subdir=null"]
+    return args
 
 
 # --- errors -------------------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ def load_samples(path: Path) -> dict:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(f"samples={path} is not a readable .npz file ({type(err).__name__}; corrupt or not a samples.npz)") from None
+    if "x" not in arrays and "samples" in arrays:  # task=inpaint / colorize outputs
+        arrays["x"] = arrays["samples"]
     if "x" not in arrays and "images" not in arrays:
         raise UserError(f"samples={path} has neither 'x' nor 'images' (arrays: {sorted(arrays)})")
     if "x" in arrays:
