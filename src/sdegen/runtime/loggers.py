@@ -107,6 +107,8 @@ def _wandb_logger(conf: dict, cfg, run_dir: Path):
     conf.setdefault("config", None)
     wandb_config = conf.pop("config")
     logger = hydra.utils.instantiate(conf)
+    # Lightning passes anonymous=None, which this wandb answers with a deprecation line: not ours to print
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     if rank_zero_only.rank == 0:
         try:
             logger.experiment.config.update(to_plain(cfg) if wandb_config is None else wandb_config,
