@@ -148,6 +148,7 @@ def _run(command: str, cfg):
 
     try:
         if not guard(cfg):
+            remove_if_untouched(HydraConfig.get().runtime.output_dir)  # a skipped job leaves no folder
             return None
         check_config(cfg, command)
         if cfg.get("dry_run", False):

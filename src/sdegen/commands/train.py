@@ -119,9 +119,8 @@ def main(cfg, run_dir=None):
     if not last.is_file():
         raise UserError(f"training ended at step {trainer.global_step} without a checkpoint (no step was trained: "
                         f"check trainer.max_steps / trainer.max_time)")
-    log.info(f"trained {summary['global_step']} steps in {seconds / 60:.1f} min; "
-             f"train/loss={metrics.get('train/loss', float('nan')):.4f} "
-             f"val/loss={metrics.get('val/loss', float('nan')):.4f}; checkpoint: {last}")
+    losses = "".join(f" {k}={metrics[k]:.4f}" for k in ("train/loss", "val/loss", "train/acc", "val/acc") if k in metrics)
+    log.info(f"trained {summary['global_step']} steps in {seconds / 60:.1f} min;{losses}; checkpoint: {last}")
     if stopper.signal_received:
         log.info(f"stopped by {stopper.signal_received} at step {trainer.global_step}; "
                  f"resume with: sdegen train resume={run_dir}")
