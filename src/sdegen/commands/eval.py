@@ -175,7 +175,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
     elif kind == "inception":
         fake = as_uint8_rgb(sample_pixels(data, samples))
         real_fn = (lambda: as_uint8_rgb(data.unscale(reference_x(data, n_ref, split, cfg.seed))))
-        feature = load_inception("pool", ev.inception_weights) if "fid" in wanted else None
+        feature = _inception(load_inception, "pool", ev.inception_weights) if "fid" in wanted else None
     else:
         raise UserError(f"eval.features={kind} is not known; use auto, inception or raw")
     out["n_samples"] = int(fake.shape[0])
@@ -207,7 +207,7 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
             log.info("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
                 "eval.classifier_ckpt gives the classifier-space IS)")
         elif kind == "inception":
-            logits = load_inception("logits", ev.inception_weights)
+            logits = _inception(load_inception, "logits", ev.inception_weights)
         elif getattr(data, "mixture", None) is not None:  # exact class posterior p(y|x) of the test bed
             mixture = data.mixture
             logits = fid_is.LogitsModule(lambda x: mixture.class_log_posterior(x))
@@ -218,6 +218,14 @@ def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
             out["is_mean"], out["is_std"] = fid_is.inception_score(logits, fake, splits=int(ev.is_splits),
                                                                    batch_size=bs, device=device, seed=int(cfg.seed))
     return out
+
+
+def _inception(load_inception, kind, weights):
+    """The Inception network; missing or unusable weights are a user fault (one line naming the fix)."""
+    try:
+        return load_inception(kind, weights)
+    except (RuntimeError, OSError) as err:
+        raise UserError(" ".join(str(err).split())) from None
 
 
 def classifier_metrics(cfg, data, samples: dict, device) -> dict:

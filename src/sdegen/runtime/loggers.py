@@ -97,7 +97,6 @@ def _wandb_logger(conf: dict, cfg, run_dir: Path):
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")  # the one line above instead of ~20 `wandb:` lines
-    os.environ.setdefault("WANDB_CONSOLE", "off")
     if mode == "offline" or conf.get("offline"):
         os.environ["WANDB_MODE"] = "offline"
         conf["offline"] = True
