@@ -56,9 +56,11 @@ CASES = [
     ("sample task=classifier", r"task=classifier is not a task of `sdegen sample`; its tasks: generate, inpaint, colorize"),
     ("train task=inpaint", r"task=inpaint is not a task of `sdegen train`; its tasks: generate, classifier"),
     # typos: a key that does not exist, a `+key` that nothing reads, a model argument, a sampler option
-    ("sample sampler.stepz=10", r"sampler\.stepz is not a config key"),
+    ("sample sampler.stepz=10", r"sampler\.stepz is not a config key \(check the spelling; `sdegen sample --cfg job`"),
     ("sample +sampler.stepz=10", r"sampler\.stepz is not an option of sample_em; valid options: steps, eps"),
     ("train +n_sample=3", r"\+n_sample=3 adds a key that `sdegen train` does not read"),
+    ("sample +trainer.max_steps=3", r"\+trainer\.max_steps=3 adds a key that `sdegen sample` does not read"),
+    ("train +trainer.max_stepz=3 debug=fast", r"trainer\.max_stepz is not an argument of lightning\.Trainer"),
     ("train model.chanels=[8]", r"model\.chanels is not a config key"),
     ("train +model.chanels=[8] debug=fast", r"model\.chanels is not an argument of ScoreNet; valid: channels"),
     ("sample sde=foo", r"sde=foo is not a valid choice; valid sde values: subvp, ve, vp"),

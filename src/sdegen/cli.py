@@ -33,7 +33,8 @@ GROUPS = ("sde", "schedule", "model", "sampler", "guidance", "task", "data", "tr
           "experiment", "debug")
 #: nodes where `+key=value` may add a key: each is checked against the code that reads it
 #: (model constructor arguments, sampler options, lightning.Trainer arguments)
-OPEN_NODES = ("model", "sampler", "sample_grid.sampler", "trainer", "hydra")
+OPEN_NODES = {"train": ("model", "sample_grid.sampler", "trainer", "hydra"), "sample": ("model", "sampler", "hydra"),
+              "eval": ("model", "sampler", "hydra"), "report": ("hydra",)}
 
 
 def usage() -> str:
@@ -77,7 +78,7 @@ def check_args(command: str, args: list[str]) -> None:
                     if group == "task" and v in group_choices("task"):
                         raise UserError(f"task={v} is not a task of `sdegen {command}`; its tasks: {', '.join(choices)}")
                     raise UserError(f"{group}={v} is not a valid choice; valid {group} values: {', '.join(choices)}")
-        elif added and not any(key == n or key.startswith(n + ".") or key.startswith(n + "/") for n in OPEN_NODES):
+        elif added and not any(key == n or key.startswith((n + ".", n + "/")) for n in OPEN_NODES[command]):
             raise UserError(f"+{key}={value} adds a key that `sdegen {command}` does not read; check the spelling "
                             f"(`sdegen {command} --cfg job` lists the keys)")
 
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         message = user_message(err)
         if message is None or verbose:
             raise
-        print(f"sdegen: error: {message}", file=sys.stderr, flush=True)
+        print(f"sdegen: error: {message.replace('sdegen COMMAND', f'sdegen {command}')}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 
