@@ -58,3 +58,17 @@ def test_bad_metric_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "sdegen: error: metric=fud is not known; use fid, is, bpd or all"]
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_sample_run_uses_its_data_config(tmp_path):
+    """`samples=` of any `sdegen sample` run: the data config comes from that run's config.yaml (here a
+    2×2 mixture, which eval's own default data=gmm (4×4) would refuse), and guided samples are refused."""
+    sample_dir = tmp_path / "sample"
+    cli.main(["sdegen", "sample", "model=gmm", "data=gmm", "data.shape=[1,2,2]", "n_samples=400",
+              "sampler=dpm_solver", "progress=false", f"hydra.run.dir={sample_dir}"])
+    run_dir = tmp_path / "eval"
+    cli.main(["sdegen", "eval", f"samples={sample_dir / 'samples.npz'}", "metric=fid", "eval.ref_size=1000",
+              f"eval.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["n_samples"] == 400 and m["features"] == "raw"
+    assert m["fid"] < 0.05  # DPM-Solver samples of the exact score vs the same 2x2 mixture's test points
