@@ -139,3 +139,15 @@ def test_bad_input_as_a_subprocess(inputs, tmp_path, args):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("sdegen: error: "), proc.stderr
     assert proc.stdout.strip() == "" and list(Path(tmp_path).iterdir()) == []
+
+
+def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypatch, capsys):
+    """An error after the run started (here a diverging loss) keeps the run folder, and cli.log has the line."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    code, err, _ = run_in_process(["train", "debug=fast", "logger=csv", "data.limit=16", "optim.lr=1e30",
+                                   "optim.warmup=0", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert re.match(r"sdegen: error: training stopped: the loss is (nan|inf) at step \d+", lines[0]), lines[0]
+    assert lines[0] in (run / "cli.log").read_text()

@@ -112,6 +112,8 @@ def user_message(err: BaseException) -> str | None:
     for e in _chain(err):
         if isinstance(e, UserError):
             return str(e).strip().splitlines()[0] if str(e).strip() else "invalid input"
+        if isinstance(e, FloatingPointError) and str(e).startswith("sdegen: "):  # a NaN/inf loss (lower optim.lr)
+            return " ".join(str(e).removeprefix("sdegen: ").split())
     for e in _chain(err):
         text = str(e).strip()
         match = re.search(r"Could not override '([^']+)'", text)
