@@ -46,7 +46,12 @@ def resumed_config(cfg, stored: dict, source):
     if not HydraConfig.initialized():
         return cfg  # called from Python: the caller composed the config it wants
     refuse_conflicts(cfg, stored, source)
-    merged = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
+    # today's defaults under the stored run (keys added since the run was saved get their defaults)
+    stored = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
+    merged = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(cfg, resolve=False)), stored)
+    for key in ("sde", "schedule", "model", "data", "task", "logger", "sample_grid.sampler"):  # whole choices
+        if OmegaConf.select(stored, key, default=None) is not None:
+            OmegaConf.update(merged, key, OmegaConf.select(stored, key), merge=False)
     given = {key.split("@", 1)[-1] for key in cli_overrides() if not key.startswith("hydra")}
     with open_dict(merged):
         for key in sorted(given):
