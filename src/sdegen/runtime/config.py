@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import hydra.utils
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from ..errors import UserError
 
@@ -44,13 +44,11 @@ def group_config(group: str, name: str) -> dict:
 
 
 def to_plain(cfg) -> dict:
-    """The config as plain data, resolved where possible (``${hydra:...}`` needs a Hydra run)."""
-    if not isinstance(cfg, DictConfig):
-        return dict(cfg)
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - interpolations that only resolve inside a Hydra run
-        return OmegaConf.to_container(cfg, resolve=False)
+    """The config as plain data, resolved where possible (``training.module.plain_config``, the one
+    definition: checkpoints store the config that way)."""
+    from ..training.module import plain_config
+
+    return plain_config(cfg)
 
 
 def build_sde(cfg):
