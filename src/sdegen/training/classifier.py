@@ -17,21 +17,17 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
 from ..models.wideresnet import TimeDependentWideResNet
+from .module import data_info, plain_config
 
 
-def _plain(node) -> dict:
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return dict(node or {})
 
 
 def build_classifier(model_cfg, sde, data_shape, num_classes) -> TimeDependentWideResNet:
     """The WRN from ``task.model`` (``time_input: auto`` = log σ for VE, t otherwise)."""
-    kwargs = _plain(model_cfg)
+    kwargs = plain_config(model_cfg or {})
     kwargs.pop("_target_", None)
     if kwargs.get("time_input", "auto") == "auto":
         kwargs["time_input"] = "log_sigma" if getattr(sde, "name", "") == "ve" else "t"
@@ -53,15 +49,12 @@ class ClassifierModule(L.LightningModule):
 
     def __init__(self, cfg, sde, data):
         super().__init__()
-        from .module import data_info, plain_config
-
         self.cfg, self.sde = cfg, sde
         task = cfg.task
         self.data_info = data_info(data)
         self.model = build_classifier(task.get("model") or {}, sde, data.shape, data.num_classes)
         t_min = task.get("t_min")
         self.t_min = float(sde.eps if t_min is None else t_min)
-        self._plain_config = plain_config
 
     def forward(self, x, t):
         return self.model(x, t)
@@ -90,7 +83,7 @@ class ClassifierModule(L.LightningModule):
         self.log("val/acc", accuracy, prog_bar=True, on_epoch=True, batch_size=batch[0].shape[0], sync_dist=True)
 
     def configure_optimizers(self):
-        optim = _plain(self.cfg.task.get("optim") or {})
+        optim = plain_config(self.cfg.task.get("optim") or {})
         lr, warmup = float(optim.get("lr", 2e-3)), int(optim.get("warmup", 0))
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(optim.get("weight_decay", 0.0)))
         if warmup <= 0:
@@ -105,7 +98,7 @@ class ClassifierModule(L.LightningModule):
         return [SampleGrid(".", every_n_steps=0, n=0, at_end=False)]
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["sdegen"] = {"cfg": self._plain_config(self.cfg), "data": dict(self.data_info), "kind": "classifier"}
+        checkpoint["sdegen"] = {"cfg": plain_config(self.cfg), "data": dict(self.data_info), "kind": "classifier"}
 
 
 @torch.no_grad()
