@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader, TensorDataset
 
-from sdegen.config import build_sde
+from sdegen.runtime.config import build_sde
 from sdegen.training.callbacks import build_callbacks
 from sdegen.training.module import ScoreModule
 

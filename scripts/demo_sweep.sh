@@ -24,8 +24,8 @@ extra=()
 [ -n "$CLASSIFIER" ] && extra+=("eval.classifier_ckpt=$CLASSIFIER")
 for run in "$OUT"/*/; do
   [ -d "$run/checkpoints" ] || continue          # skipped SDE × schedule pairs have no checkpoint
-  $SDEGEN eval ckpt="$run" metric=all sampler=dpm_solver eval.n_samples="${N_SAMPLES:-500}" eval.ref_size=2000 \
-      eval.bpd.n="${BPD_N:-100}" eval.bpd.rtol="${BPD_TOL:-1e-5}" eval.bpd.atol="${BPD_TOL:-1e-5}" "${extra[@]}" hydra.run.dir="$run/eval" hydra.output_subdir=null
+  $SDEGEN eval ckpt="$run" metric=all sampler=dpm_solver n_samples="${N_SAMPLES:-500}" eval.ref_size=2000 \
+      eval.bpd.n_points="${BPD_N:-100}" eval.bpd.rtol="${BPD_TOL:-1e-5}" eval.bpd.atol="${BPD_TOL:-1e-5}" "${extra[@]}" hydra.run.dir="$run/eval" hydra.output_subdir=null
   compare=()
   [ -z "${compared:-}" ] && compare=("compare=[pc,em,ode,dpm_solver]") && compared=1   # one comparison figure
   $SDEGEN sample ckpt="$run" sampler=dpm_solver n_samples=64 "${compare[@]}" \

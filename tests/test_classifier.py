@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from sdegen.data.gmm import GMMDataModule
 from sdegen.models.wideresnet import TimeDependentWideResNet
 from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule
-from sdegen.training.classifier import ClassifierModule, load_classifier, noisy_batch
+from sdegen.runtime.checkpoints import load_classifier
+from sdegen.training.classifier import ClassifierModule, noisy_batch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -98,7 +99,7 @@ def test_train_command_checkpoint_round_trip_and_eval(tmp_path):
 
     out = tmp_path / "eval"
     proc = subprocess.run([sys.executable, "-m", "sdegen", "eval", "task=classifier", f"ckpt={ckpt}",
-                           "task.eval.n=200", "task.eval.n_times=3", f"hydra.run.dir={out}"],
+                           "task.eval.n_points=200", "task.eval.n_times=3", f"hydra.run.dir={out}"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "classifier_accuracy.json").read_text())
@@ -134,7 +135,8 @@ def test_trained_classifier_guides_sampling(tmp_path):
     em = {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")), "steps": 50}
     hits = {}
     for w in (0.0, 1.0, 2.0):
-        guided = apply_guidance({"name": "classifier", "label": 0, "scale": w, "classifier_ckpt": str(ckpt)}, score, sde, data)
+        classifier, _ = load_classifier(ckpt)
+        guided = apply_guidance({"name": "classifier", "label": 0, "scale": w}, score, sde, data, classifier=classifier)
         x = sample(em, guided, sde, (400, 1, 4, 4), generator=torch.Generator().manual_seed(1)).x
         hits[w] = float((data.mixture.class_log_posterior(x).argmax(1) == 0).double().mean())
     # measured: 0.22 (the component's weight), 0.67, 0.92 -- a briefly trained classifier is under-confident

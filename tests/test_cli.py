@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import types
 import zipfile
 
 import pytest
@@ -45,13 +44,16 @@ def test_invalid_choices_fail_with_one_line(tmp_path, args, needle):
 
 
 @pytest.mark.parametrize("command", ["train", "sample"])
-def test_multirun_skips_meaningless_pairs(tmp_path, command):
+def test_multirun_runs_ve_once_and_skips_the_other_ve_pair(tmp_path, command):
+    """The README's sweep sde=ve,vp,subvp x schedule=linear,cosine: 4 VP/sub-VP jobs, VE once (with its
+    geometric σ(t), said in one line), the second VE pair skipped in one line."""
     out = run_cli(command, "-m", "sde=ve,vp,subvp", "schedule=linear,cosine", "dry_run=true", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     ran = [line for line in out.stdout.splitlines() if line.startswith("[sdegen] dry run")]
     skipped = [line for line in out.stdout.splitlines() if line.startswith("[sdegen] skipped")]
-    assert len(ran) == 4 and len(skipped) == 2
-    assert all("sde=ve" in line for line in skipped)
+    once = [line for line in out.stdout.splitlines() if line.startswith("[sdegen] sde=ve runs once")]
+    assert len(ran) == 5 and len(once) == 1 and "schedule=linear does not apply" in once[0]
+    assert len(skipped) == 1 and "sde=ve schedule=cosine" in skipped[0]
 
 
 def test_sde_sweep_experiment_runs_exactly_the_five_thesis_configurations(tmp_path):
@@ -65,11 +67,10 @@ def test_sde_sweep_experiment_runs_exactly_the_five_thesis_configurations(tmp_pa
 
 def test_argv_is_intact_when_the_command_runs(tmp_path, monkeypatch):
     """Lightning's DDP launcher re-executes sys.argv: the subcommand must still be in it."""
+    from sdegen.commands import sample
+
     seen = {}
-    fake = types.ModuleType("sdegen_fake_command")
-    fake.main = lambda cfg: seen.setdefault("argv", list(sys.argv))
-    monkeypatch.setitem(sys.modules, "sdegen_fake_command", fake)
-    monkeypatch.setitem(cli.COMMANDS, "sample", ("sdegen_fake_command", "test"))
+    monkeypatch.setattr(sample, "main", lambda cfg: seen.setdefault("argv", list(sys.argv)))
     argv = ["sdegen", "sample", "sde=subvp", f"hydra.run.dir={tmp_path}/run"]
     monkeypatch.setattr(sys, "argv", list(argv))
     cli.main()
@@ -78,7 +79,9 @@ def test_argv_is_intact_when_the_command_runs(tmp_path, monkeypatch):
 
 
 def test_report_positional_directory_becomes_override():
-    assert cli._positional_to_override("report", ["outputs/x", "foo=1"]) == ["run_dir=outputs/x", "foo=1"]
+    assert cli._positional_to_override("report", ["outputs/x", "foo=1"]) == [
+        "run_dir=outputs/x", "foo=1", "hydra.run.dir=outputs/x/report", "hydra.output_subdir=null"]
+    assert cli._positional_to_override("report", ["outputs/x", "hydra.run.dir=r"]) == ["run_dir=outputs/x", "hydra.run.dir=r"]
     assert cli._positional_to_override("train", ["outputs/x"]) == ["outputs/x"]
 
 

@@ -75,7 +75,9 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
     cfg = OmegaConf.create({"n_samples": 6, "batch_size": 3, "seed": 0, "progress": False, "output_dir": str(tmp_path),
                             "sampler": {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")), "steps": 10},
                             "task": {"name": "colorize", "split": "test", "resample": 1}})
-    colorize.run(cfg, setup, GMMScore(mixture, sde))
+    from sdegen.commands.sample import run_task
+
+    run_task("colorize", cfg, setup, GMMScore(mixture, sde), tmp_path)
     f = np.load(tmp_path / "samples.npz")
     assert f["samples"].shape == (6, 3, 4, 4) and (tmp_path / "colorize.png").is_file()
     np.testing.assert_allclose(f["samples"].mean(1), f["originals"].mean(1), atol=1e-5)  # grey kept
@@ -83,6 +85,5 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
 
 
 def test_colorize_needs_rgb():
-    setup = SimpleNamespace(data=SimpleNamespace(shape=(1, 28, 28)))
     with pytest.raises(ValueError, match="3-channel"):
-        colorize.run(OmegaConf.create({}), setup, None)
+        colorize.problem(OmegaConf.create({}), SimpleNamespace(shape=(1, 28, 28)))

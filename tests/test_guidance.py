@@ -114,7 +114,7 @@ def test_label_resolution_and_errors():
         apply_guidance({"name": "classifier", "label": 0}, lambda x, t: x, sde, GMMDataModule())
     with pytest.raises(ValueError, match="class-conditional"):
         apply_guidance({"name": "cfg", "label": 0}, lambda x, t: x, sde, GMMDataModule())
-    with pytest.raises(ValueError, match="unknown guidance"):
+    with pytest.raises(ValueError, match="guidance=nope is not known"):
         apply_guidance({"name": "nope"}, None, sde)
 
 

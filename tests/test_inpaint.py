@@ -142,7 +142,7 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
     from types import SimpleNamespace
 
     from sdegen.data.mnist import EmbeddedMNISTDataModule
-    from sdegen.tasks import inpaint
+    from sdegen.commands.sample import run_task
 
     data = EmbeddedMNISTDataModule()
     sde = VPSDE(LinearSchedule())
@@ -152,7 +152,7 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
                             "sampler": sampler_cfg("em", 5),
                             "task": {"name": "inpaint", "split": "test", "resample": 1,
                                      "mask": {"kind": "mnist", "scale": 1.0}}})
-    result = inpaint.run(cfg, setup, lambda x, t: -x)  # the score of N(0, I) data under VP
+    result = run_task("inpaint", cfg, setup, lambda x, t: -x, tmp_path)  # the score of N(0, I) data under VP
     f = np.load(tmp_path / "samples.npz")
     assert f["samples"].shape == (4, 1, 28, 28) and (tmp_path / "inpaint.png").is_file()
     known = f["masks"].astype(bool)

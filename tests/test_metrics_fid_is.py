@@ -12,7 +12,7 @@ from torch import nn
 from sdegen.metrics import fid_is
 from sdegen.metrics.features import (InceptionFeatures, RawFeatures, TorchScriptInception, as_uint8_rgb,
                                      infer_num_features, load_inception)
-from sdegen.metrics.run import classifier_domain_metrics
+from sdegen.commands.eval import classifier_domain_metrics
 from sdegen.data.gmm import GMMDataModule
 
 

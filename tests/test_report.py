@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sdegen import cli
-from sdegen.report.run import build_report, config_label
+from sdegen.report.build import build_report, config_label
 
 CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
            ("subvp", "linear", "subVP-linear"), ("subvp", "cosine", "subVP-cosine")]
@@ -106,13 +106,15 @@ def test_report_without_metrics_or_logs_does_not_crash(tmp_path):
     assert (out / "index.md").is_file() and not (out / "violin_fid.png").exists()
 
 
-def test_report_cli_positional_dir(tmp_path, png):
+def test_report_cli_positional_dir(tmp_path, png, monkeypatch):
     root = tmp_path / "multirun"
     make_multirun(root)
-    cli.main(["sdegen", "report", str(root), f"hydra.run.dir={tmp_path / 'hydra'}"])
-    assert (root / "report" / "index.md").is_file()
+    monkeypatch.chdir(tmp_path)
+    cli.main(["sdegen", "report", str(root)])
+    assert (root / "report" / "index.md").is_file() and (root / "report" / "cli.log").is_file()
+    assert not (tmp_path / "outputs").exists()  # nothing in the current directory
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no runs"):
+    with pytest.raises(ValueError, match="no runs"):
         build_report(tmp_path / "empty")
 
 

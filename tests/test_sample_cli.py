@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sdegen.cli import config_dir
-from sdegen.config import to_plain
+from sdegen.runtime import setup as runtime_setup
+from sdegen.runtime.config import build_sde, to_plain
 from sdegen.models.gmm import GMMScore
-from sdegen.tasks import sample as sample_task
 
 SDEGEN = [sys.executable, "-m", "sdegen"]
 
@@ -32,13 +31,13 @@ def test_sample_writes_files(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     with np.load(tmp_path / "samples.npz") as f:
         assert f["x"].shape == (50, 1, 4, 4) and f["x"].dtype == np.float32 and np.isfinite(f["x"]).all()
-        assert int(f["nfe"]) == 20 and f["nfe_per_batch"].tolist() == [20, 20, 20]
+        assert int(f["nfe"]) == 20 and f["nfe_per_batch"].tolist() == [20, 20, 20] and int(f["nfe_total"]) == 60
         assert float(f["seconds"]) > 0
         assert "images" not in f.files  # not image data
-    for name in ("grid.png", "evolution.png", "compare.png", "metrics.json"):
+    for name in ("grid.png", "evolution.png", "compare.png", "metrics.json", "config.yaml"):
         assert (tmp_path / name).stat().st_size > 100, name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["nfe"] == 20 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
+    assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 
@@ -55,7 +54,8 @@ def test_sample_is_deterministic_for_a_seed(tmp_path):
 
 def test_bad_sampler_is_a_one_line_error(tmp_path):
     proc = run_sample(tmp_path, "sampler=nope")
-    assert proc.returncode != 0 and "sampler=nope is not a valid choice" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("sdegen: error: sampler=nope is not a valid choice")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def compose_sample(*overrides):
@@ -65,7 +65,7 @@ def compose_sample(*overrides):
 
 def test_setup_builds_the_exact_score():
     cfg = compose_sample("sde=vp", "schedule=cosine", "device=cpu")
-    s = sample_task.setup(cfg)
+    s = runtime_setup.build_setup(cfg)
     assert isinstance(s.score_model, GMMScore) and not s.score_model.training
     assert s.shape == (1, 4, 4) and s.data.num_classes == 4 and s.device == torch.device("cpu")
     assert type(s.sde).__name__ == "VPSDE" and type(s.sde.schedule).__name__ == "CosineSchedule"
@@ -75,23 +75,20 @@ def test_setup_builds_the_exact_score():
 
 @pytest.fixture
 def fake_checkpoints(monkeypatch, tmp_path):
-    """A stand-in for sdegen.training.checkpoint with the agreed contract:
+    """A stand-in for runtime.checkpoints.load_score_model with the agreed contract:
     load_score_model(path, map_location) -> (model with EMA weights, plain config dict)."""
     stored = to_plain(compose_sample("sde=subvp", "schedule=linear"))
     loaded = []
 
     def load_score_model(path, map_location=None):
         cfg = OmegaConf.create(stored)
-        from sdegen.config import build_sde
         import hydra.utils
 
         data = hydra.utils.instantiate(cfg.data)
         loaded.append(path)
         return GMMScore(data.mixture, build_sde(cfg)), stored
 
-    module = types.ModuleType("sdegen.training.checkpoint")
-    module.load_score_model = load_score_model
-    monkeypatch.setitem(sys.modules, "sdegen.training.checkpoint", module)
+    monkeypatch.setattr(runtime_setup, "load_score_model", load_score_model)
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"fake")
     return ckpt, stored, loaded
@@ -100,28 +97,31 @@ def fake_checkpoints(monkeypatch, tmp_path):
 def test_setup_from_checkpoint_uses_its_config(fake_checkpoints):
     ckpt, stored, loaded = fake_checkpoints
     cfg = compose_sample(f"ckpt={ckpt}", "device=cpu")  # composed default is sde=vp: the checkpoint wins
-    s = sample_task.setup(cfg)
+    s = runtime_setup.build_setup(cfg)
     assert loaded == [str(ckpt)] and type(s.sde).__name__ == "SubVPSDE" and s.ckpt_cfg == stored
 
 
 def test_checkpoint_conflicts_only_for_explicit_overrides(fake_checkpoints):
     ckpt, stored, _ = fake_checkpoints
     cfg = compose_sample(f"ckpt={ckpt}", "sde=ve")
-    assert sample_task.checkpoint_conflicts(cfg, stored, ["ckpt", "sampler"]) == []
-    conflicts = sample_task.checkpoint_conflicts(cfg, stored, ["ckpt", "sde"])
+    assert runtime_setup.checkpoint_conflicts(cfg, stored, ["ckpt", "sampler"]) == []
+    conflicts = runtime_setup.checkpoint_conflicts(cfg, stored, ["ckpt", "sde"])
     assert len(conflicts) == 1 and conflicts[0].startswith("sde: checkpoint has SubVPSDE")
     same = compose_sample(f"ckpt={ckpt}", "sde=subvp", "schedule=linear")
-    assert sample_task.checkpoint_conflicts(same, stored, ["sde", "schedule"]) == []
+    assert runtime_setup.checkpoint_conflicts(same, stored, ["sde", "schedule"]) == []
     other = compose_sample(f"ckpt={ckpt}", "sde=subvp", "schedule=cosine")
-    assert [c.split(":")[0] for c in sample_task.checkpoint_conflicts(other, stored, ["sde", "schedule"])] == ["sde", "schedule"]
+    assert [c.split(":")[0] for c in runtime_setup.checkpoint_conflicts(other, stored, ["sde", "schedule"])] == ["sde", "schedule"]
 
 
-def test_cli_refuses_a_mismatched_checkpoint(fake_checkpoints, tmp_path, monkeypatch):
+def test_cli_refuses_a_mismatched_checkpoint(fake_checkpoints, tmp_path, monkeypatch, capsys):
     from sdegen import cli
 
     ckpt, _, _ = fake_checkpoints
     monkeypatch.setattr(sys, "argv", ["sdegen"])
     with pytest.raises(SystemExit) as err:
-        cli.main(["sdegen", "sample", f"ckpt={ckpt}", "sde=ve", f"hydra.run.dir={tmp_path}", "progress=false"])
-    assert "does not match the command line" in str(err.value) and "sde:" in str(err.value)
+        cli.main(["sdegen", "sample", f"ckpt={ckpt}", "sde=ve", f"hydra.run.dir={tmp_path / 'run'}", "progress=false"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err.value.code == 2 and len(lines) == 1
+    assert "does not match the command line" in lines[0] and "sde:" in lines[0]
+    assert not (tmp_path / "run").exists()
 

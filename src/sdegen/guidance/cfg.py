@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from .labels import batch_labels, resolve_labels
 
 
@@ -39,12 +40,12 @@ def classifier_free_guidance(score_fn, y, scale: float = 0.0) -> ClassifierFreeG
     return ClassifierFreeGuidedScore(score_fn, y, scale)
 
 
-def build(guidance_cfg, score_model, sde=None, data=None, device="cpu"):
-    """``guidance=cfg``: needs a class-conditional score model (``model.num_classes`` set)."""
+def build(guidance_cfg, score_model, sde=None, data=None, device="cpu", classifier=None):
+    """``guidance=cfg``: needs a class-conditional score model (``model.conditional=true``)."""
     cfg = dict(guidance_cfg)
     num_classes = getattr(score_model, "num_classes", None)
     if not num_classes:
-        raise ValueError("guidance=cfg needs a class-conditional score model: train it with "
-                         "model.num_classes=K model.class_dropout=0.1 (or use model=gmm)")
+        raise UserError("guidance=cfg needs a class-conditional score model: train it with "
+                        "model.conditional=true model.class_dropout=0.1 (or use model=gmm)")
     labels = resolve_labels(cfg.get("label"), num_classes)
     return classifier_free_guidance(score_model, labels, float(cfg.get("scale", 1.0)))

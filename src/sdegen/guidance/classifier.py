@@ -16,10 +16,9 @@ which makes guided sampling exactly the conditional sampling of component y.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
+from ..errors import UserError
 from .labels import batch_labels, resolve_labels
 
 
@@ -71,25 +70,18 @@ def log_posterior_of(classifier):
     return log_posterior
 
 
-def build(guidance_cfg, score_model, sde, data=None, device="cpu"):
-    """``guidance=classifier``: the guided score of ``score_model`` (see module docstring)."""
+def build(guidance_cfg, score_model, sde, data=None, device="cpu", classifier=None):
+    """``guidance=classifier``: the guided score of ``score_model`` (see module docstring).
+    ``classifier``: the loaded time-dependent classifier (``runtime.checkpoints.load_classifier`` of
+    ``guidance.classifier_ckpt``), or None for the exact posterior of ``model=gmm``."""
     cfg = dict(guidance_cfg)
     num_classes = getattr(data, "num_classes", None) or getattr(score_model, "num_classes", None)
     labels = resolve_labels(cfg.get("label"), num_classes)
-    ckpt = cfg.get("classifier_ckpt")
-    if ckpt:
-        from ..training.classifier import load_classifier
-
-        classifier, plain = load_classifier(ckpt, map_location=device)
-        classifier = classifier.to(device).eval().requires_grad_(False)  # gradients w.r.t. x only
-        trained_sde = (plain.get("sde") or {}).get("_target_")
-        if trained_sde and trained_sde != type(sde).__module__ + "." + type(sde).__name__ and \
-                trained_sde.rsplit(".", 1)[-1] != type(sde).__name__:
-            warnings.warn(f"the classifier was trained on {trained_sde} noise but sampling uses {type(sde).__name__}")
-        log_posterior = log_posterior_of(classifier)
+    if classifier is not None:
+        log_posterior = log_posterior_of(classifier.to(device).eval().requires_grad_(False))  # gradients w.r.t. x only
     elif hasattr(score_model, "class_log_posterior"):
         log_posterior = score_model.class_log_posterior  # exact p_t(y | x) of model=gmm
     else:
-        raise ValueError("guidance=classifier needs guidance.classifier_ckpt=PATH "
-                         "(a checkpoint of `sdegen train task=classifier`); only model=gmm has an exact posterior")
+        raise UserError("guidance=classifier needs guidance.classifier_ckpt=PATH "
+                        "(a checkpoint of `sdegen train task=classifier`); only model=gmm has an exact posterior")
     return classifier_guidance(score_model, log_posterior, labels, float(cfg.get("scale", 1.0)))

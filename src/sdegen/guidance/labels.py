@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
+
 
 def resolve_labels(label, num_classes: int | None) -> list[int]:
     """``guidance.label`` as a list of class indices.
@@ -11,20 +13,20 @@ def resolve_labels(label, num_classes: int | None) -> list[int]:
     ``8`` -> [8]; ``[1, 3]`` -> [1, 3]; ``all`` -> [0, …, K-1] (one row per class in a grid).
     """
     if label is None:
-        raise ValueError("guidance needs a class: set guidance.label=INT, a list [a,b,...] or all")
+        raise UserError("guidance needs a class: set guidance.label=INT, a list [a,b,...] or all")
     if isinstance(label, str):
         if label.strip().lower() == "all":
             if not num_classes:
-                raise ValueError("guidance.label=all needs data with classes (data.num_classes)")
+                raise UserError("guidance.label=all needs data with classes (data.num_classes)")
             return list(range(int(num_classes)))
         label = [int(v) for v in label.strip("[]").split(",") if v.strip()]
     labels = [int(label)] if isinstance(label, int) else [int(v) for v in label]
     if not labels:
-        raise ValueError("guidance.label is an empty list")
+        raise UserError("guidance.label is an empty list")
     if num_classes:
         bad = [v for v in labels if not 0 <= v < int(num_classes)]
         if bad:
-            raise ValueError(f"guidance.label {bad} out of range: the data have {num_classes} classes (0..{int(num_classes) - 1})")
+            raise UserError(f"guidance.label {bad} out of range: the data have {num_classes} classes (0..{int(num_classes) - 1})")
     return labels
 
 

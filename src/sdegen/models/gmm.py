@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..sde.base import SDE
+from ..errors import UserError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -34,12 +35,14 @@ class GaussianMixture:
         if self.stds.shape == (K,):
             self.stds = self.stds[:, None].expand(K, D).clone()
         if self.stds.shape != (K, D) or self.weights.shape != (K,):
-            raise ValueError(f"means {tuple(self.means.shape)}, stds {tuple(self.stds.shape)} and weights "
+            raise UserError(f"means {tuple(self.means.shape)}, stds {tuple(self.stds.shape)} and weights "
                              f"{tuple(self.weights.shape)} do not describe K={K} components in D={D}")
         if math.prod(self.shape) != D:
-            raise ValueError(f"shape {self.shape} has {math.prod(self.shape)} entries, means have D={D}")
-        if (self.stds <= 0).any() or (self.weights < 0).any():
-            raise ValueError("stds must be positive and weights non-negative")
+            raise UserError(f"shape {self.shape} has {math.prod(self.shape)} entries, means have D={D}")
+        if not all(torch.isfinite(a).all() for a in (self.means, self.stds, self.weights)):
+            raise UserError("the mixture's means, stds and weights must be finite numbers (found NaN/inf)")
+        if (self.stds <= 0).any() or (self.weights < 0).any() or self.weights.sum() <= 0:
+            raise UserError("the mixture's stds must be positive and its weights non-negative (not all zero)")
         self.weights = self.weights / self.weights.sum()
 
     @property
@@ -67,11 +70,18 @@ class GaussianMixture:
 
     @classmethod
     def from_npz(cls, path):
-        with np.load(Path(path)) as f:
-            missing = {"means", "stds", "weights", "shape"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path}: missing arrays {sorted(missing)} (need means, stds, weights, shape)")
-            return cls(f["means"], f["stds"], f["weights"], tuple(f["shape"]))
+        path = Path(str(path)).expanduser()
+        if not path.is_file():
+            raise UserError(f"data.params_file={path} does not exist")
+        try:
+            with np.load(path) as f:
+                arrays = {k: f[k] for k in f.files}
+        except Exception as err:  # noqa: BLE001 - corrupt or foreign files
+            raise UserError(f"data.params_file={path} is not a readable .npz file ({type(err).__name__})") from None
+        missing = {"means", "stds", "weights", "shape"} - set(arrays)
+        if missing:
+            raise UserError(f"{path}: missing arrays {sorted(missing)} (need means, stds, weights, shape)")
+        return cls(arrays["means"], arrays["stds"], arrays["weights"], tuple(arrays["shape"]))
 
     def save_npz(self, path):
         np.savez(path, means=self.means.numpy(), stds=self.stds.numpy(),
@@ -183,5 +193,5 @@ def gmm_score_from_data(sde: SDE, data, **_) -> GMMScore:
     """Builder for ``model=gmm``: the exact score of ``data=gmm``'s mixture under ``sde``."""
     mixture = getattr(data, "mixture", None)
     if mixture is None:
-        raise ValueError("model=gmm is the exact score of the Gaussian-mixture test bed: use it with data=gmm")
+        raise UserError("model=gmm is the exact score of the Gaussian-mixture test bed: use it with data=gmm")
     return GMMScore(mixture, sde)

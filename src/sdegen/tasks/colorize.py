@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from .inpaint import conditional_run
+from ..errors import UserError
+from .inpaint import Problem
 
 # Columns: grey (1,1,1)/√3, then two orthonormal chroma directions (Song et al.'s matrix up to signs).
 COLOR_BASIS = torch.tensor([
@@ -46,14 +47,15 @@ def to_grey(x):
     return x.mean(1, keepdim=True).expand_as(x).clone()
 
 
-def run(cfg, setup, score_fn):
-    """``sdegen sample task=colorize``: colour grey versions of test images (samples.npz + colorize.png)."""
-    if setup.data.shape[0] != 3:
-        raise ValueError(f"task=colorize needs 3-channel (RGB) data, e.g. data=cifar10; this data has shape {tuple(setup.data.shape)}")
+def problem(task_cfg, data) -> Problem:
+    """``task=colorize``: colour grey versions of test images (needs RGB data)."""
+    if tuple(data.shape)[0] != 3:
+        raise UserError(f"task=colorize needs 3-channel (RGB) data, e.g. data=cifar10; this data has shape "
+                        f"{tuple(data.shape)}")
 
     def prepare(x, generator):
         grey = to_grey(x)  # model space: an affine per-channel-equal scaling commutes with the mean
         return grey, grey_mask(1, *x.shape[2:]), grey
 
-    return conditional_run(cfg, setup, score_fn, kind="colorize", prepare=prepare,
-                           rows=("observed", "samples", "originals"), to_basis=decouple, from_basis=couple)
+    return Problem("colorize", prepare, to_basis=decouple, from_basis=couple,
+                   labels={"observed": "grey", "samples": "colourised", "originals": "original"})

@@ -17,8 +17,8 @@ Colorization (``tasks/colorize.py``) is the same hook in an orthogonal colour ba
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -68,71 +68,33 @@ def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generato
     return result
 
 
-# --- the `sdegen sample task=inpaint|colorize` command ------------------------------------------
-def _output_dir(cfg) -> Path:
-    try:
-        from hydra.core.hydra_config import HydraConfig
+# --- the problem `sdegen sample task=inpaint` solves (commands/sample.py runs it) ----------------------
+@dataclass
+class Problem:
+    """A conditional-sampling problem: ``prepare(x_model, generator) -> (x_known, mask, shown)`` gives the
+    known data (model space), the mask (1 = known, in the hook's basis) and the observation to show;
+    ``to_basis``/``from_basis`` an orthogonal change of coordinates; ``rows`` the figure's rows."""
 
-        return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:  # called from a notebook
-        return Path(cfg.get("output_dir") or "outputs/inpaint")
-
-
-def _generator(setup, seed):
-    if hasattr(setup, "generator"):
-        return setup.generator(seed)
-    return torch.Generator().manual_seed(int(seed))
-
-
-def reference_images(cfg, setup, n, generator):
-    """n images (model space, as ``data.reference`` returns them) from the task's split, and labels."""
-    split = (cfg.task.get("split") if "task" in cfg else None) or "test"
-    ref = setup.data.reference(n, split=split, generator=generator)
-    x, y = (ref if isinstance(ref, (tuple, list)) else (ref, None))
-    return x.float(), y
+    kind: str
+    prepare: Callable
+    to_basis: Callable | None = None
+    from_basis: Callable | None = None
+    rows: tuple = ("observed", "samples", "originals")
+    labels: dict = field(default_factory=lambda: {"observed": "masked", "samples": "imputed", "originals": "original"})
 
 
-def conditional_run(cfg, setup, score_fn, *, kind, prepare, rows, to_basis=None, from_basis=None):
-    """Shared body of task=inpaint / task=colorize: batches, files, figure.
+def problem(task_cfg, data) -> Problem:
+    """``task=inpaint``: mask test images (``task.mask``) and fill the masked part."""
+    mask_cfg = dict(task_cfg.get("mask") or {})
+    kind = mask_cfg.pop("kind", "box")
+    fill = float(task_cfg.get("fill", 0.5))  # what the figure shows in the missing region (data space)
 
-    ``prepare(x_model, generator) -> (x_known, mask, shown)``: the known data (model space), the mask
-    (1 = known, in the hook's basis) and the image of the observation to show.
-    """
-    device = torch.device(getattr(setup, "device", "cpu"))
-    n, batch_size = int(cfg.n_samples), int(cfg.get("batch_size") or cfg.n_samples)
-    cpu_generator = torch.Generator().manual_seed(int(cfg.seed))  # images and masks
-    generator = _generator(setup, cfg.seed)  # sampling noise, on the device
-    originals, labels = reference_images(cfg, setup, n, cpu_generator)
-    known, mask, shown = prepare(originals, cpu_generator)
-    outputs, nfe = [], 0
-    for start in range(0, n, batch_size):
-        sl = slice(start, start + batch_size)
-        m = mask[sl] if mask.shape[0] == n else mask
-        result = impute(score_fn, setup.sde, cfg.sampler, known[sl].to(device), m.to(device),
-                        resample=cfg.task.get("resample"), generator=generator, to_basis=to_basis,
-                        from_basis=from_basis, progress=bool(cfg.get("progress", True)))
-        outputs.append(result.x.detach().cpu())
-        nfe += result.nfe
-    imputed = torch.cat(outputs)
-    unscale = setup.data.unscale
-    arrays = {"samples": unscale(imputed).numpy(), "originals": unscale(originals).numpy(),
-              "observed": unscale(shown).numpy(), "masks": mask.expand(n, *mask.shape[1:]).numpy()}
-    if labels is not None:
-        arrays["labels"] = torch.as_tensor(labels).numpy()
-    out = _output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", **arrays)
-    summary = {"task": kind, "n": n, "nfe_per_batch": nfe / max(1, len(outputs)),
-               "resample": int(cfg.task.get("resample") or cfg.sampler.get("resample", 1)),
-               "mse_to_original": float(((imputed - originals) ** 2).mean())}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if getattr(setup.data, "is_image", False):
-        names = {"observed": "masked" if kind == "inpaint" else "grey", "samples": "imputed" if kind == "inpaint" else "colourised",
-                 "originals": "original"}
-        save_rows_figure(out / f"{kind}.png", [arrays[k] for k in rows], [names.get(k, k) for k in rows],
-                         n_cols=int(cfg.task.get("figure_cols", 8)))
-    print(f"[sdegen] {kind}: {n} samples -> {out}/samples.npz ({summary['nfe_per_batch']:.0f} NFE per batch)")
-    return {"samples": imputed, "originals": originals, "masks": mask, "dir": str(out), **summary}
+    def prepare(x, generator):
+        mask = make_mask(kind, x.shape[0], tuple(x.shape[1:]), generator=generator, **mask_cfg)
+        shown = data.unscale(x) * mask + fill * (1 - mask)
+        return x, mask, data.scale(shown)
+
+    return Problem("inpaint", prepare)
 
 
 def save_rows_figure(path, row_arrays, row_names, n_cols=8):
@@ -157,22 +119,6 @@ def save_rows_figure(path, row_arrays, row_names, n_cols=8):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def run(cfg, setup, score_fn):
-    """``sdegen sample task=inpaint``: impute masked test images (samples.npz + inpaint.png)."""
-    task = cfg.task
-    mask_cfg = dict(task.get("mask") or {})
-    kind = mask_cfg.pop("kind", "box")
-
-    def prepare(x, generator):
-        mask = make_mask(kind, x.shape[0], tuple(x.shape[1:]), generator=generator, **mask_cfg)
-        fill = float(task.get("fill", 0.5))  # what the figure shows in the missing region (data space)
-        shown = setup.data.unscale(x) * mask + fill * (1 - mask)
-        return x, mask, setup.data.scale(shown)
-
-    return conditional_run(cfg, setup, score_fn, kind="inpaint", prepare=prepare,
-                           rows=("observed", "samples", "originals"))
 
 
 # --- exactness check on the Gaussian-mixture test bed ----------------------------------------------

@@ -44,7 +44,7 @@ class SampleGrid(Callback):
                  at_end: bool = True):
         self.out_dir, self.at_end = Path(out_dir), bool(at_end)
         self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
-        self.sampler = dict(sampler or {"_target_": "sdegen.samplers.em.sample_em", "steps": 100, "eps": 1e-3})
+        self.sampler = dict(sampler or {})  # configs/sampler/<name>.yaml (sampler@sample_grid.sampler)
         self._last_step = -1
 
     @torch.no_grad()
@@ -134,9 +134,9 @@ def build_callbacks(cfg, run_dir: Path) -> list:
     if int(sample_cfg.get("every_n_steps", 0) or 0) > 0 or sample_cfg.get("at_end", True):
         from omegaconf import OmegaConf
 
-        sampler = OmegaConf.to_container(sample_cfg.sampler, resolve=True) if "sampler" in sample_cfg else None
+        sampler = OmegaConf.to_container(sample_cfg.sampler, resolve=True)
         callbacks.append(SampleGrid(run_dir / "samples", every_n_steps=int(sample_cfg.get("every_n_steps", 0) or 0),
-                                    n=int(sample_cfg.get("n", 64)), sampler=sampler, seed=int(sample_cfg.get("seed", 0)),
+                                    n=int(sample_cfg.n_samples), sampler=sampler, seed=int(sample_cfg.get("seed", 0)),
                                     at_end=bool(sample_cfg.get("at_end", True))))
     ck = cfg.get("checkpoint") or {}
     callbacks.append(StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(ck.get("every_n_steps", 500)),

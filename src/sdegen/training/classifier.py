@@ -7,39 +7,32 @@ on x_t = α(t) x_0 + σ(t) ε drawn from the chosen SDE's marginal at t ~ U(t_mi
 ``sdegen`` entry holds the plain config and data info (``kind: classifier``), so
 ``load_classifier(path)`` works with ``torch.load(weights_only=True)`` and without the data.
 
-Evaluation (``sdegen eval task=classifier ckpt=PATH``): accuracy on the test split at a grid of
-noise levels, averaged (the thesis's Table 4.2 metric) and as a curve (``classifier_accuracy.json``
-and ``.png`` in the run folder).
+Evaluation (``sdegen eval task=classifier ckpt=PATH``, ``commands/eval.py``): ``accuracy_curve`` on
+the test split at a grid of noise levels (the thesis's Table 4.2 metric).  Loading:
+``runtime.checkpoints.load_classifier``.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 
+from ..errors import UserError
 from ..models.wideresnet import TimeDependentWideResNet
+from .module import data_info, plain_config
 
 
-def _plain(node) -> dict:
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return dict(node or {})
 
 
 def build_classifier(model_cfg, sde, data_shape, num_classes) -> TimeDependentWideResNet:
     """The WRN from ``task.model`` (``time_input: auto`` = log σ for VE, t otherwise)."""
-    kwargs = _plain(model_cfg)
+    kwargs = plain_config(model_cfg or {})
     kwargs.pop("_target_", None)
     if kwargs.get("time_input", "auto") == "auto":
         kwargs["time_input"] = "log_sigma" if getattr(sde, "name", "") == "ve" else "t"
     if not num_classes:
-        raise ValueError("task=classifier needs labelled data (data.num_classes > 0)")
+        raise UserError("task=classifier needs labelled data (data with classes, e.g. data=mnist_embedded)")
     return TimeDependentWideResNet(in_channels=int(data_shape[0]), num_classes=int(num_classes), sde=sde, **kwargs)
 
 
@@ -56,15 +49,12 @@ class ClassifierModule(L.LightningModule):
 
     def __init__(self, cfg, sde, data):
         super().__init__()
-        from .module import data_info, plain_config
-
         self.cfg, self.sde = cfg, sde
         task = cfg.task
         self.data_info = data_info(data)
         self.model = build_classifier(task.get("model") or {}, sde, data.shape, data.num_classes)
         t_min = task.get("t_min")
         self.t_min = float(sde.eps if t_min is None else t_min)
-        self._plain_config = plain_config
 
     def forward(self, x, t):
         return self.model(x, t)
@@ -93,7 +83,7 @@ class ClassifierModule(L.LightningModule):
         self.log("val/acc", accuracy, prog_bar=True, on_epoch=True, batch_size=batch[0].shape[0], sync_dist=True)
 
     def configure_optimizers(self):
-        optim = _plain(self.cfg.task.get("optim") or {})
+        optim = plain_config(self.cfg.task.get("optim") or {})
         lr, warmup = float(optim.get("lr", 2e-3)), int(optim.get("warmup", 0))
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(optim.get("weight_decay", 0.0)))
         if warmup <= 0:
@@ -108,26 +98,7 @@ class ClassifierModule(L.LightningModule):
         return [SampleGrid(".", every_n_steps=0, n=0, at_end=False)]
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["sdegen"] = {"cfg": self._plain_config(self.cfg), "data": dict(self.data_info), "kind": "classifier"}
-
-
-def load_classifier(path, map_location="cpu"):
-    """``(model, cfg)``: the classifier (eval mode, EMA weights when trained with EMA) and the run's
-    config as plain data (with ``cfg["data_info"]``).  ``model(x, t) -> logits``."""
-    from ..config import build_sde
-    from .checkpoint import load_checkpoint, model_state
-
-    checkpoint = load_checkpoint(path, map_location)
-    info = checkpoint.get("sdegen")
-    if info is None or info.get("kind") != "classifier":
-        raise ValueError(f"sdegen: {path} is not a classifier checkpoint (train one with `sdegen train task=classifier`)")
-    cfg = dict(info["cfg"])
-    cfg["data_info"] = dict(info["data"])
-    sde = build_sde(OmegaConf.create({k: cfg[k] for k in ("sde", "schedule") if k in cfg}))
-    model = build_classifier(cfg["task"].get("model") or {}, sde, cfg["data_info"]["shape"], cfg["data_info"]["num_classes"])
-    model.load_state_dict(model_state(checkpoint))
-    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
-    return model.eval(), cfg
+        checkpoint["sdegen"] = {"cfg": plain_config(self.cfg), "data": dict(self.data_info), "kind": "classifier"}
 
 
 @torch.no_grad()
@@ -149,73 +120,4 @@ def accuracy_curve(model, sde, images, labels, times, *, batch_size=500, seed=0,
     return accuracies
 
 
-def evaluate(cfg, run_dir=None):
-    """``sdegen eval task=classifier ckpt=PATH``: test accuracy over a grid of noise levels."""
-    import hydra.utils
-
-    if not cfg.get("ckpt"):
-        raise SystemExit("sdegen: error: `sdegen eval task=classifier` needs ckpt=PATH (a `sdegen train task=classifier` checkpoint)")
-    device = str(cfg.get("device", "auto"))
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    model, plain = load_classifier(cfg.ckpt, map_location=device)
-    from ..config import build_sde
-
-    stored = OmegaConf.create(plain)
-    sde = build_sde(stored)
-    data = hydra.utils.instantiate(stored.data)
-    ev = _plain(cfg.task.get("eval") or {})
-    n = int(ev.get("n", 2000))
-    split = ev.get("split", "test")
-    x, y = data.reference(min(n, _split_size(data, split, n)), split=split, generator=torch.Generator().manual_seed(0))
-    t_min = plain["task"].get("t_min")
-    t_min = float(sde.eps if t_min is None else t_min)
-    times = np.linspace(t_min, sde.T, int(ev.get("n_times", 11))).tolist()
-    accuracies = accuracy_curve(model, sde, x.float(), torch.as_tensor(y).long(), times,
-                                batch_size=int(ev.get("batch_size", 500)), device=device)
-    log_snr = [float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) for t in times]
-    result = {"mean_accuracy": float(np.mean(accuracies)), "times": times, "accuracy": accuracies, "log_snr": log_snr,
-              "n": int(x.shape[0]), "split": split, "sde": plain["sde"].get("_target_"), "ckpt": str(cfg.ckpt)}
-    out = Path(run_dir) if run_dir is not None else _run_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "classifier_accuracy.json").write_text(json.dumps(result, indent=2))
-    _plot_curve(result, out / "classifier_accuracy.png")
-    print(f"[sdegen] classifier accuracy (mean over {len(times)} noise levels): {result['mean_accuracy']:.3f}; "
-          + ", ".join(f"t={t:.2f}: {a:.3f}" for t, a in zip(times, accuracies)) + f" -> {out}", flush=True)
-    return result
-
-
-def _split_size(data, split, default):
-    try:
-        return int(data.split(split)[0].shape[0])  # image data modules
-    except Exception:  # noqa: BLE001 - data=gmm draws fresh samples
-        return default
-
-
-def _run_dir() -> Path:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:  # noqa: BLE001
-        return Path("outputs/eval")
-
-
-def _plot_curve(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.plot(result["times"], result["accuracy"], "o-")
-    ax.set_xlabel("t")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"time-dependent classifier (mean {result['mean_accuracy']:.3f})", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-__all__ = ["ClassifierModule", "load_classifier", "evaluate", "accuracy_curve", "build_classifier"]
+__all__ = ["ClassifierModule", "accuracy_curve", "build_classifier", "noisy_batch"]

@@ -1,4 +1,4 @@
-"""Loggers of ``sdegen train``: CSV always (``<run>/csv/metrics.csv``), W&B when configured.
+"""Loggers of every command: CSV (``<run>/csv/metrics.csv``), W&B when configured.
 
 W&B never blocks a run: without an API key (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
 api.wandb.ai) or without a network connection (checked with a ~2 s connect), it runs offline
@@ -8,6 +8,8 @@ it later.  Online, checkpoints are uploaded as artifacts when ``logger.wandb.log
 
 from __future__ import annotations
 
+import logging
+import math
 import netrc
 import os
 import socket
@@ -16,6 +18,10 @@ from pathlib import Path
 
 import hydra.utils
 from omegaconf import OmegaConf
+
+from .config import to_plain
+
+log = logging.getLogger("sdegen")
 
 WANDB_HOST = "api.wandb.ai"
 
@@ -59,14 +65,10 @@ def wandb_mode() -> tuple[str, str | None]:
     return "online", None
 
 
-def build_loggers(cfg, run_dir=None) -> list:
+def build_loggers(cfg, run_dir) -> list:
     """Lightning loggers from ``cfg.logger`` (a mapping name -> ``_target_`` config), saving under
-    ``run_dir`` (default: the Hydra run folder).  Only rank 0 probes W&B; other ranks reuse its mode."""
+    ``run_dir``.  Only rank 0 probes W&B; other ranks reuse its mode."""
     logger_cfg = cfg.get("logger") or {}
-    if run_dir is None:
-        from hydra.core.hydra_config import HydraConfig
-
-        run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
     loggers = []
     for name, conf in logger_cfg.items():
@@ -90,11 +92,11 @@ def _wandb_logger(conf: dict, cfg, run_dir: Path):
         mode, reason = wandb_mode()
         os.environ["SDEGEN_WANDB_MODE"] = mode  # inherited by DDP ranks relaunched later
         if reason is not None and not conf.get("offline"):
-            print(f"[sdegen] W&B offline: {reason}; upload later with `wandb sync {run_dir / 'wandb'}/offline-run-*`",
-                  flush=True)
+            log.info(f"W&B offline: {reason}; upload later with `wandb sync {run_dir / 'wandb'}/offline-run-*`")
     mode = os.environ.get("SDEGEN_WANDB_MODE", "offline")
     if mode == "disabled":
         return None
+    os.environ.setdefault("WANDB_SILENT", "true")  # the one line above instead of ~20 `wandb:` lines
     if mode == "offline" or conf.get("offline"):
         os.environ["WANDB_MODE"] = "offline"
         conf["offline"] = True
@@ -104,14 +106,14 @@ def _wandb_logger(conf: dict, cfg, run_dir: Path):
     conf.setdefault("config", None)
     wandb_config = conf.pop("config")
     logger = hydra.utils.instantiate(conf)
+    # Lightning passes anonymous=None, which this wandb answers with a deprecation line: not ours to print
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     if rank_zero_only.rank == 0:
         try:
-            from .module import plain_config
-
-            logger.experiment.config.update(plain_config(cfg) if wandb_config is None else wandb_config,
+            logger.experiment.config.update(to_plain(cfg) if wandb_config is None else wandb_config,
                                             allow_val_change=True)
         except Exception as err:  # noqa: BLE001 - logging must never stop training
-            print(f"[sdegen] W&B config not logged: {err}", flush=True)
+            log.warning(f"W&B config not logged: {err}")
     return logger
 
 
@@ -126,3 +128,56 @@ def run_name(run_dir: Path) -> str:
     except Exception:  # noqa: BLE001
         pass
     return run_dir.name
+
+
+def finish_wandb(loggers) -> None:
+    """Close each W&B run (each job of a multirun gets its own run, flushed to disk)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger" and rank_zero_only.rank == 0 and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) -> None:
+    """Finite numbers of ``metrics`` (and an image) to the configured loggers; a logger that fails
+    says so in one line and never loses the results (they are in metrics.json already)."""
+    numbers = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    try:
+        loggers = build_loggers(cfg, run_dir)
+    except Exception as err:  # noqa: BLE001 - logging must never lose the results
+        log.warning(f"loggers unavailable ({err}); metrics.json only")
+        return
+    for logger in loggers:
+        try:
+            logger.log_metrics(numbers, step=0)
+            if image is not None and hasattr(logger, "log_image"):
+                logger.log_image(key="samples", images=[str(image)])
+            logger.save()
+            logger.finalize("success")
+        except Exception as err:  # noqa: BLE001
+            log.warning(f"logging to {type(logger).__name__} failed: {err}")
+    finish_wandb(loggers)
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record):
+        return "💡 Tip" not in str(record.msg) and "litlogger" not in str(record.msg)
+
+
+def route_library_logs() -> None:
+    """Each log line once: Lightning adds its own stderr handler to the ``lightning`` logger AND
+    propagates to the root logger that Hydra configured (console + cli.log); drop its handler (when
+    the root has handlers) and its advertisement lines."""
+    import warnings
+
+    import lightning  # noqa: F401 - its import adds the handler we remove
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning/torch internals
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+            logger.addFilter(_DropAdverts())

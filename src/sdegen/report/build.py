@@ -1,4 +1,4 @@
-"""``sdegen report RUN_OR_MULTIRUN_DIR``: the thesis's tables and figures from a run or a sweep.
+"""Tables and figures of a run or a sweep (``sdegen report``, ``commands/report.py``).
 
 A run is any folder under ``run_dir`` with ``.hydra/config.yaml``.  Its configuration label comes
 from the Hydra choices (``.hydra/hydra.yaml`` runtime.choices, else the config's targets): "VE",
@@ -20,6 +20,7 @@ and writes into ``<run_dir>/report/`` (or ``out_dir=``):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+from ..errors import UserError
 
 #: metrics of the table: json key -> column title
 TABLE_METRICS = {"fid": "FID", "bpd": "Bits/dim", "is_mean": "IS (mean)", "is_std": "IS (split std)",
@@ -40,7 +43,7 @@ DASH = "—"
 
 
 def log(msg):
-    print(f"[sdegen report] {msg}", flush=True)
+    logging.getLogger("sdegen").info(msg)
 
 
 # --- finding runs ----------------------------------------------------------------------------------
@@ -52,12 +55,13 @@ def _load_yaml(path: Path) -> dict:
 
 
 def skipped_pair(run: Path) -> bool:
-    """A multirun job that ``sdegen.config.guard`` skipped (VE with a β schedule, VP/sub-VP with σ)."""
+    """A multirun job that ``runtime.config.guard`` skipped (an incompatible SDE × schedule pair that
+    wrote nothing; the one VE job of a sweep that ran with its geometric σ(t) is kept)."""
     choices = (_load_yaml(run / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {}) or {}
     sde, schedule = choices.get("sde"), choices.get("schedule")
-    if not sde or not schedule:
+    if not sde or not schedule or (sde == "ve") == (schedule == "geometric"):
         return False
-    return (sde == "ve") != (schedule == "geometric")
+    return not any(p.name != ".hydra" and p.suffix != ".log" for p in run.iterdir())
 
 
 def config_label(run: Path) -> str:
@@ -266,12 +270,13 @@ def copy_figures(runs: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
 def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
     root = Path(run_dir).expanduser().resolve()
     if not root.is_dir():
-        raise SystemExit(f"sdegen: error: run_dir={run_dir} is not a folder")
-    out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+        raise UserError(f"run_dir={run_dir} is not a folder")
     runs = collect(root)
     if runs.empty:
-        raise SystemExit(f"sdegen: error: no runs (folders with .hydra/config.yaml) under {root}")
+        raise UserError(f"no runs (folders with .hydra/config.yaml) under {root}; give a `sdegen train` run or "
+                        f"multirun folder")
+    out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
     log(f"{len(runs)} runs in {runs['config'].nunique()} configurations under {root}")
 
     summary = summary_table(runs)
@@ -301,6 +306,3 @@ def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
     log(f"wrote {out / 'index.md'}")
     return out
 
-
-def main(cfg):
-    return build_report(cfg.run_dir, cfg.get("out_dir"), int(cfg.get("first_epochs", 10)))

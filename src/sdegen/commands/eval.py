@@ -1,0 +1,403 @@
+"""``sdegen eval metric=fid|is|bpd|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
+
+* Samples: ``samples=PATH/samples.npz`` (from ``sdegen sample``), or ``n_samples`` drawn with
+  the configured sampler from ``ckpt=PATH`` (or from ``model=gmm data=gmm``, no checkpoint).
+* FID / IS: ``eval.features`` = inception (images; torchmetrics), raw (coordinates; non-image data,
+  IS from the mixture's exact class posterior on the test bed) or auto.  Reference statistics of
+  the real split are cached under ``$SDEGEN_CACHE/fid_ref`` (or ``eval.cache_dir``).
+* bits/dim: probability-flow ODE on ``eval.bpd.n_points`` test points (``metrics/likelihood.py``);
+  per-sample values in ``bpd_per_sample.npz``.
+* ``eval.classifier_ckpt=PATH``: FID in the time-dependent classifier's feature space at t = eps,
+  its IS, and its accuracy on labelled (class-guided) samples.
+Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
+The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
+applies to the generated samples.  With ``task=classifier`` it evaluates a time-dependent classifier
+instead (accuracy over noise levels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from .. import viz
+from ..errors import UserError
+from ..runtime.checkpoints import find_checkpoint, load_classifier
+from ..runtime.generation import check_finite, generate
+from ..runtime.loggers import log_metrics
+from ..runtime.rundir import cache_dir, run_dir as current_run_dir
+from ..runtime.setup import Setup, build_data, build_setup, cli_overrides, guided_score
+from ..training.classifier import accuracy_curve
+
+METRICS = ("fid", "is", "bpd")
+log = logging.getLogger("sdegen")
+
+
+def wanted_metrics(metric) -> list[str]:
+    if OmegaConf.is_list(metric):
+        metric = list(metric)
+    names = [str(m).strip() for m in (metric if isinstance(metric, (list, tuple)) else str(metric).split(","))]
+    if "all" in names:
+        return list(METRICS)
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise UserError(f"metric={','.join(bad)} is not known; use fid, is, bpd or all")
+    return names
+
+
+def samples_data(cfg, samples_path: Path):
+    """The data module the samples were drawn with: ``data=`` given on the command line, else the
+    sample run's ``config.yaml`` (written by ``sdegen sample``, with a checkpoint's data config)."""
+    if "data" in {k.split(".", 1)[0] for k in cli_overrides()}:
+        return build_data(cfg.data)
+    folder = samples_path.parent
+    saved = folder / "config.yaml"
+    if saved.is_file():
+        stored = OmegaConf.load(saved)
+        if "data" in stored:
+            log.info(f"data config of the samples from {saved}")
+            return build_data(stored.data)
+    hydra_cfg = folder / ".hydra" / "config.yaml"
+    if hydra_cfg.is_file():
+        stored = OmegaConf.load(hydra_cfg)
+        if stored.get("ckpt"):
+            _, checkpoint = find_checkpoint(stored.ckpt)
+            return build_data(OmegaConf.create(checkpoint["sdegen"]["cfg"]["data"]))
+        if "data" in stored:
+            return build_data(stored.data)
+    raise UserError(f"cannot tell which data {samples_path} was drawn from (no config.yaml beside it); "
+                    f"give data=... (and its options) on the command line")
+
+
+# --- samples ----------------------------------------------------------------------------------------
+def load_samples(path: Path) -> dict:
+    """The arrays of a ``samples.npz`` (``x`` and/or ``images``); a missing or corrupt file is a ``UserError``."""
+    if not path.is_file():
+        raise UserError(f"samples={path} does not exist (give the samples.npz of `sdegen sample`)")
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"samples={path} is not a readable .npz file ({type(err).__name__}; corrupt or not a samples.npz)") from None
+    if "x" not in arrays and "samples" in arrays:  # task=inpaint / colorize outputs
+        arrays["x"] = arrays["samples"]
+    if "x" not in arrays and "images" not in arrays:
+        raise UserError(f"samples={path} has neither 'x' nor 'images' (arrays: {sorted(arrays)})")
+    if "x" in arrays:
+        check_finite(torch.as_tensor(arrays["x"]), f"samples={path}")
+    return arrays
+
+
+def check_samples_fit(samples: dict, data, path) -> None:
+    shape = tuple(data.shape)
+    x = samples.get("x")
+    if x is not None and tuple(x.shape[1:]) != shape:
+        raise UserError(f"samples={path} have shape {tuple(x.shape[1:])} but the data have {shape}; give the data they "
+                        f"were drawn from (data=...)")
+
+
+def generate_samples(setup: Setup, score_fn, cfg) -> dict:
+    """``n_samples`` drawn with the configured sampler (and guidance), in data space."""
+    start = time.time()
+    gen = generate(setup, score_fn, cfg.sampler, int(cfg.n_samples), batch_size=int(cfg.batch_size),
+                   generator=setup.generator(), progress=bool(cfg.get("progress", True)))
+    x = setup.data.unscale(gen.x).float()
+    out = {"x": x.numpy(), "nfe": np.asarray(gen.nfe), "nfe_total": np.asarray(gen.nfe_total),
+           "seconds": np.asarray(time.time() - start)}
+    if gen.labels is not None:
+        out["y"] = gen.labels.numpy()
+    if getattr(setup.data, "is_image", False):
+        from ..metrics.features import as_uint8_rgb
+
+        out["images"] = as_uint8_rgb(x.clamp(0, 1)).permute(0, 2, 3, 1).numpy()[..., : x.shape[1]]
+    return out
+
+
+def sample_pixels(data, samples: dict) -> torch.Tensor:
+    """Images of a samples dict as uint8 NCHW (``images``, NHWC) or [0, 1] floats (``x``; model-space
+    values outside [0, 1] are mapped back with ``data.unscale``)."""
+    if "images" in samples:
+        img = torch.as_tensor(samples["images"])
+        if img.ndim == 3:
+            img = img[:, None]
+        return img.permute(0, 3, 1, 2) if img.ndim == 4 and img.shape[-1] in (1, 3) and img.shape[1] not in (1, 3) else img
+    x = torch.as_tensor(samples["x"]).float()
+    return data.unscale(x) if float(x.min()) < 0 else x
+
+
+def samples_model_space(data, samples: dict) -> torch.Tensor:
+    """Samples as the score network / classifier sees them."""
+    if getattr(data, "is_image", False):
+        pix = sample_pixels(data, samples)
+        pix = pix.float() / 255 if pix.dtype == torch.uint8 else pix
+        return data.scale(pix[:, : data.shape[0]])
+    return torch.as_tensor(samples["x"]).float()
+
+
+def sample_labels(samples: dict):
+    for key in ("y", "labels", "label"):
+        if key in samples:
+            return torch.as_tensor(samples[key]).long().reshape(-1)
+    return None
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+def reference_x(data, n: int, split: str, seed: int) -> torch.Tensor:
+    """n real samples of ``split`` in model space (``data.reference``), a fixed subset for ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    ref = data.reference(n, split=split, generator=g)
+    x = ref[0] if isinstance(ref, (tuple, list)) else ref
+    return torch.as_tensor(x)
+
+
+def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
+    from ..metrics import fid_is
+    from ..metrics.features import RawFeatures, as_uint8_rgb, load_inception
+
+    ev = cfg.eval
+    kind = ev.features
+    if kind == "auto":
+        kind = "inception" if getattr(data, "is_image", False) else "raw"
+    out: dict = {"features": kind}
+    n_ref, split, bs = int(ev.ref_size), str(ev.ref_split), int(cfg.batch_size)
+    if kind == "raw":
+        fake = samples_model_space(data, samples).double()
+        feature, real_fn = RawFeatures(fake[0].numel()), (lambda: reference_x(data, n_ref, split, cfg.seed).double())
+    elif kind == "inception":
+        fake = as_uint8_rgb(sample_pixels(data, samples))
+        real_fn = (lambda: as_uint8_rgb(data.unscale(reference_x(data, n_ref, split, cfg.seed))))
+        feature = _inception(load_inception, "pool", ev.inception_weights) if "fid" in wanted else None
+    else:
+        raise UserError(f"eval.features={kind} is not known; use auto, inception or raw")
+    out["n_samples"] = int(fake.shape[0])
+    if "fid" in wanted:
+        name = kind if kind == "raw" or not ev.inception_weights else f"inception-{Path(ev.inception_weights).stem}"
+        # key the cache on the reference images themselves (cheap to load, unlike their features), so
+        # that two data sets can never share statistics, whatever config they were loaded with
+        real = real_fn()
+        real_fn = (lambda: real)  # noqa: E731
+        digest = hashlib.sha1(real.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+        key_cfg = {"data_class": type(data).__name__, "reference_sha1": digest}
+        cache = (Path(ev.cache_dir) if ev.get("cache_dir") else cache_dir("fid_ref")) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
+        cached = cache.is_file()
+        log.info(f"FID ({kind} features) against {real.shape[0]} '{split}' samples"
+            + (f" (the split has fewer than eval.ref_size={n_ref})" if real.shape[0] < n_ref else "")
+            + (f", cached in {cache}" if cached else ""))
+        out["n_reference"] = int(real.shape[0])
+        out["fid"] = fid_is.frechet_distance(feature, None, fake, cache_file=cache, real_fn=real_fn,
+                                             batch_size=bs, device=device, progress=True)
+        out["fid_reference"] = str(cache)
+    if "is" in wanted:
+        from ..metrics.features import is_torchscript
+
+        explicit = "is" in (cfg.metric if isinstance(cfg.metric, (list, tuple)) or OmegaConf.is_list(cfg.metric)
+                            else [cfg.metric])
+        if kind == "inception" and ev.inception_weights and is_torchscript(Path(ev.inception_weights).expanduser()) \
+                and not explicit:
+            logits = None  # metric=all: a pool3-only TorchScript Inception gives FID, not IS; don't fail
+            log.info("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
+                "eval.classifier_ckpt gives the classifier-space IS)")
+        elif kind == "inception":
+            logits = _inception(load_inception, "logits", ev.inception_weights)
+        elif getattr(data, "mixture", None) is not None:  # exact class posterior p(y|x) of the test bed
+            mixture = data.mixture
+            logits = fid_is.LogitsModule(lambda x: mixture.class_log_posterior(x))
+        else:
+            logits = None
+            log.info("IS skipped: raw features have no classes (use eval.features=inception or eval.classifier_ckpt)")
+        if logits is not None:
+            out["is_mean"], out["is_std"] = fid_is.inception_score(logits, fake, splits=int(ev.is_splits),
+                                                                   batch_size=bs, device=device, seed=int(cfg.seed))
+    return out
+
+
+def _inception(load_inception, kind, weights):
+    """The Inception network; missing or unusable weights are a user fault (one line naming the fix)."""
+    try:
+        return load_inception(kind, weights)
+    except (RuntimeError, OSError) as err:
+        raise UserError(" ".join(str(err).split())) from None
+
+
+def classifier_metrics(cfg, data, samples: dict, device) -> dict:
+    """``eval.classifier_ckpt``: the domain metrics of ``classifier_domain_metrics``."""
+    ev = cfg.eval
+    classifier, plain = load_classifier(ev.classifier_ckpt, map_location=device)
+    return classifier_domain_metrics(classifier, data, samples, t=_eps_of(plain, cfg), n_ref=int(ev.ref_size),
+                                     split=str(ev.ref_split), seed=int(cfg.seed), batch_size=int(cfg.batch_size),
+                                     splits=int(ev.is_splits), device=device)
+
+
+def _eps_of(plain, cfg) -> float:
+    try:
+        return float(plain["sde"]["eps"])
+    except (KeyError, TypeError):
+        return float(cfg.sde.eps)
+
+
+def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_ref: int, split: str = "test",
+                              seed: int = 0, batch_size: int = 250, splits: int = 10, device="cpu") -> dict:
+    """The offline domain metric: ``classifier_fid``, ``classifier_is_mean/std`` and, when the
+    samples carry labels (class-guided generation), ``classifier_accuracy``.  Both real and
+    generated data are mapped to model space with ``data.scale`` before the classifier sees them."""
+    from ..metrics import fid_is
+    from ..metrics.features import ClassifierFeatures, infer_num_features
+
+    classifier = classifier.to(device).eval()
+    fake = samples_model_space(data, samples)
+    real = reference_x(data, n_ref, split, seed).float()
+    feats = ClassifierFeatures(classifier, t, "features")
+    infer_num_features(feats, fake.to(device))
+    out = {"classifier_fid": fid_is.frechet_distance(feats, real, fake, batch_size=batch_size, device=device)}
+    logits = ClassifierFeatures(classifier, t, "logits")
+    out["classifier_is_mean"], out["classifier_is_std"] = fid_is.inception_score(
+        logits, fake, splits=splits, batch_size=batch_size, device=device, seed=seed)
+    labels = sample_labels(samples)
+    if labels is not None:
+        with torch.no_grad():
+            pred = torch.cat([logits(b.to(device)).argmax(1).cpu() for b in fake.split(batch_size)])
+        out["classifier_accuracy"] = float((pred == labels).double().mean())
+    return out
+
+
+def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
+    from ..metrics.likelihood import bpd_of_batch
+
+    b = cfg.eval.bpd
+    is_image = bool(getattr(setup.data, "is_image", False))
+    dtype = {"auto": torch.float32 if is_image else torch.float64, "float32": torch.float32,
+             "float64": torch.float64}[str(b.dtype)]
+    x = reference_x(setup.data, int(b.n_points), str(b.split), int(cfg.seed) + 1)  # model space
+    if is_image:
+        x = setup.data.unscale(x)  # pixels in [0, 1]: bpd_of_batch recovers the 8-bit values and dequantises
+    g = torch.Generator(device=setup.device).manual_seed(int(cfg.seed))
+    solver = dict(trace=b.trace, exact_max_dim=int(b.exact_max_dim), probe=b.probe, n_probes=int(b.n_probes),
+                  method=b.method, rtol=float(b.rtol), atol=float(b.atol), eps=b.eps)
+    bpds, logps, nfes = [], [], []
+    from tqdm.auto import tqdm
+
+    for xb in tqdm(x.split(int(b.batch_size)), desc="bits/dim (PF-ODE)"):
+        bpd, res = bpd_of_batch(setup.score_model, setup.sde, xb.to(setup.device), data=setup.data if is_image else None,
+                                is_image=is_image,
+                                generator=g, dtype=dtype, **solver)
+        bpds.append(bpd.cpu()), logps.append(res.logp.cpu()), nfes.append(res.nfe)
+    bpd, logp = torch.cat(bpds).double(), torch.cat(logps).double()
+    check_finite(bpd[:, None], "bits/dim")
+    np.savez(run_dir / "bpd_per_sample.npz", x=x.cpu().numpy(), bpd=bpd.numpy(), logp=logp.numpy(),
+             nfe=np.asarray(nfes))
+    out = {"bpd": float(bpd.mean()), "bpd_std": float(bpd.std()), "bpd_sem": float(bpd.std() / math.sqrt(len(bpd))),
+           "bpd_n": int(len(bpd)), "bpd_nfe": float(np.mean(nfes))}
+    mixture = getattr(setup.data, "mixture", None)
+    if mixture is not None and not is_image:  # the test bed: the exact answer, for comparison
+        out["bpd_exact"] = float(-mixture.log_prob(x).mean() / (x[0].numel() * math.log(2)))
+    return out
+
+
+# --- the command -----------------------------------------------------------------------------------
+def evaluate(cfg) -> dict:
+    """Compute the requested metrics; returns the metrics dict (also written to metrics.json).
+    The score model is built once (for generation and bits/dim); ``samples=`` needs none."""
+    torch.manual_seed(int(cfg.seed))
+    wanted = wanted_metrics(cfg.get("metric", "all"))
+    samples_path = cfg.get("samples")
+    guidance = str((cfg.get("guidance") or {}).get("name", "none"))
+    if samples_path and guidance != "none":
+        raise UserError(f"guidance={guidance} applies when eval draws the samples; samples= are already drawn "
+                        f"(drop guidance=, or drop samples= to generate guided samples)")
+    out = current_run_dir(cfg)
+    t0 = time.time()
+    metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
+    need_samples = "fid" in wanted or "is" in wanted or bool(cfg.eval.classifier_ckpt)
+
+    setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
+    device = setup.device if setup is not None else torch.device("cpu")
+    samples = data = None
+    if need_samples and samples_path:
+        samples = load_samples(Path(samples_path))
+        data = samples_data(cfg, Path(samples_path))
+        check_samples_fit(samples, data, samples_path)
+    elif need_samples:
+        samples, data = generate_samples(setup, guided_score(cfg, setup), cfg), setup.data
+        metrics["sampler_nfe"], metrics["sampler_nfe_total"] = float(samples["nfe"]), int(samples["nfe_total"])
+        metrics["sampling_seconds"] = float(samples["seconds"])
+
+    if "fid" in wanted or "is" in wanted:
+        metrics.update(fid_is_metrics(cfg, data, samples, wanted, device))
+    if cfg.eval.classifier_ckpt:
+        metrics.update(classifier_metrics(cfg, data, samples, device))
+    out.mkdir(parents=True, exist_ok=True)
+    if "bpd" in wanted:
+        metrics.update(bpd_metrics(cfg, setup, out))
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise UserError(f"metric {bad[0]} is {metrics[bad[0]]} (NaN/inf): check the samples and the model")
+    metrics["seconds"] = time.time() - t0
+    if samples is not None and not samples_path:
+        np.savez(out / "samples.npz", **samples)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    log_metrics(cfg, out, metrics, prefix="eval/")
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
+             if k in ("fid", "is_mean", "is_std", "bpd", "bpd_exact", "bpd_nfe", "classifier_fid", "classifier_accuracy")}
+    log.info(f"{shown} -> {out / 'metrics.json'}")
+    return metrics
+
+
+def evaluate_classifier(cfg) -> dict:
+    """``sdegen eval task=classifier ckpt=PATH``: test accuracy over a grid of noise levels."""
+    from ..runtime.config import build_sde
+    from ..runtime.device import resolve_device
+
+    if not cfg.get("ckpt"):
+        raise UserError("`sdegen eval task=classifier` needs ckpt=PATH (a `sdegen train task=classifier` checkpoint)")
+    device = resolve_device(cfg.get("device", "auto"))
+    model, plain = load_classifier(cfg.ckpt, map_location=device)
+    stored = OmegaConf.create({k: v for k, v in plain.items() if k != "data_info"})
+    sde, data = build_sde(stored), build_data(stored.data)
+    ev = cfg.task.get("eval") or {}
+    split = str(ev.get("split", "test"))
+    x, y = data.reference(int(ev.get("n_points", 2000)), split=split, generator=torch.Generator().manual_seed(0))
+    t_min = plain["task"].get("t_min")
+    t_min = float(sde.eps if t_min is None else t_min)
+    times = np.linspace(t_min, sde.T, int(ev.get("n_times", 11))).tolist()
+    accuracies = accuracy_curve(model, sde, x.float(), torch.as_tensor(y).long(), times,
+                                batch_size=int(cfg.batch_size), device=device)
+    log_snr = [float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) for t in times]
+    result = {"mean_accuracy": float(np.mean(accuracies)), "times": times, "accuracy": accuracies, "log_snr": log_snr,
+              "n": int(x.shape[0]), "split": split, "sde": plain["sde"].get("_target_"), "ckpt": str(cfg.ckpt)}
+    out = current_run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classifier_accuracy.json").write_text(json.dumps(result, indent=2))
+    _plot_curve(result, out / "classifier_accuracy.png")
+    log.info(f"classifier accuracy (mean over {len(times)} noise levels): {result['mean_accuracy']:.3f}; "
+             + ", ".join(f"t={t:.2f}: {a:.3f}" for t, a in zip(times, accuracies)) + f" -> {out}")
+    return result
+
+
+def _plot_curve(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(result["times"], result["accuracy"], "o-")
+    ax.set_xlabel("t")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    viz._save_figure(fig, path, title=f"time-dependent classifier (mean {result['mean_accuracy']:.3f})")
+
+
+def main(cfg):
+    if str((cfg.get("task") or {}).get("name", "generate")) == "classifier":
+        return evaluate_classifier(cfg)
+    return evaluate(cfg)

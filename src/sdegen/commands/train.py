@@ -1,0 +1,133 @@
+"""``sdegen train``: build data, SDE, LightningModule, loggers and callbacks from the config and fit.
+
+Run folder (the Hydra output dir): ``config.yaml`` (resolved), ``checkpoints/{last,step_*}.ckpt``
+(atomic writes), ``csv/metrics.csv``, ``samples/step_*.png``, ``wandb/``.
+
+``resume=RUN_OR_CKPT`` continues a run at its saved global step (weights, optimiser, LR schedule,
+EMA, RNG state) with the config stored in its checkpoint (the newest loadable one), writing into
+the new run folder; keys given on the command line override it, except ``sde``/``schedule``/``model``/
+``data`` choices that contradict it, which are refused.  SIGINT/SIGTERM stop after the current step
+with a final checkpoint and print how to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import OmegaConf, open_dict
+
+from ..errors import UserError
+from ..runtime.checkpoints import AtomicCheckpointIO, find_checkpoint
+from ..runtime.config import build_sde, check_config, to_plain
+from ..runtime.device import check_accelerator
+from ..runtime.loggers import build_loggers, finish_wandb
+from ..runtime.rundir import run_dir as current_run_dir
+from ..runtime.setup import build_data, check_model_args, cli_overrides, refuse_conflicts
+from ..training.callbacks import build_callbacks
+from ..training.classifier import ClassifierModule
+from ..training.module import ScoreModule
+from ..training.progress import RunProgressBar, StopOnSignal
+
+log = logging.getLogger("sdegen")
+
+#: the LightningModule of each training task
+MODULES = {"generate": ScoreModule, "classifier": ClassifierModule}
+
+
+def resumed_config(cfg, stored: dict, source):
+    """The checkpoint's config with the keys given on the command line on top (contradicting
+    ``sde``/``schedule``/``model``/``data`` choices are a ``UserError``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return cfg  # called from Python: the caller composed the config it wants
+    refuse_conflicts(cfg, stored, source)
+    # today's defaults under the stored run (keys added since the run was saved get their defaults)
+    stored = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
+    merged = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(cfg, resolve=False)), stored)
+    for key in ("sde", "schedule", "model", "data", "task", "logger", "sample_grid.sampler"):  # whole choices
+        if OmegaConf.select(stored, key, default=None) is not None:
+            OmegaConf.update(merged, key, OmegaConf.select(stored, key), merge=False)
+    given = {key.split("@", 1)[-1] for key in cli_overrides() if not key.startswith("hydra")}
+    with open_dict(merged):
+        for key in sorted(given):
+            if key.split(".", 1)[0] in ("debug", "experiment", "resume"):
+                continue  # global groups: the stored run already carries what they set
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+        merged.resume = cfg.resume
+    return merged
+
+
+def trainer_kwargs(cfg) -> dict:
+    kwargs = dict(OmegaConf.to_container(cfg.trainer, resolve=True)) if "trainer" in cfg else {}
+    import inspect
+
+    valid = inspect.signature(L.Trainer.__init__).parameters
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise UserError(f"trainer.{unknown[0]} is not an argument of lightning.Trainer (check the spelling)")
+    return kwargs
+
+
+def main(cfg, run_dir=None):
+    """Train; returns a summary dict (run folder, last checkpoint, steps, seconds, last losses)."""
+    run_dir = Path(run_dir) if run_dir is not None else current_run_dir(cfg)
+    # (issue 11: cfg.threads is applied here, first)
+    ckpt_path = None
+    if cfg.get("resume"):
+        ckpt_path, checkpoint = find_checkpoint(cfg.resume, kind=None)
+        cfg = resumed_config(cfg, checkpoint["sdegen"]["cfg"], ckpt_path)
+        with open_dict(cfg):
+            cfg.resumed_from = str(ckpt_path)
+        check_config(cfg, "train")
+    task = str(cfg.task.get("name", "generate"))
+    if task not in MODULES:
+        raise UserError(f"task={task} is not a task of `sdegen train`; its tasks: {', '.join(MODULES)}")
+    check_accelerator(cfg.trainer.get("accelerator"))
+    if task == "generate":
+        check_model_args(cfg.get("model"))
+    kwargs = trainer_kwargs(cfg)
+    progress = bool(cfg.trainer.get("enable_progress_bar", True))
+    L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+
+    data = build_data(cfg.data)
+    data.prepare_data()
+    data.setup("fit")  # read (and check) the data before the run folder gets any file
+    sde = build_sde(cfg)
+    module = MODULES[task](cfg, sde, data)
+
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(to_plain(cfg)), run_dir / "config.yaml")
+    loggers = build_loggers(cfg, run_dir)
+    stopper = StopOnSignal()
+    callbacks = [*build_callbacks(cfg, run_dir), stopper] + ([RunProgressBar()] if progress else [])
+    kwargs["enable_progress_bar"] = progress
+    trainer = L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir),
+                        plugins=[AtomicCheckpointIO()])
+    start = time.time()
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    finally:
+        finish_wandb(loggers)
+    seconds = time.time() - start
+    last = run_dir / "checkpoints" / "last.ckpt"
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    summary = {"run_dir": str(run_dir), "checkpoint": str(last), "global_step": int(trainer.global_step),
+               "seconds": round(seconds, 1), **metrics}
+    if not trainer.is_global_zero:
+        return summary
+    if not last.is_file():
+        raise UserError(f"training ended at step {trainer.global_step} without a checkpoint (no step was trained: "
+                        f"check trainer.max_steps / trainer.max_time)")
+    losses = "".join(f" {k}={metrics[k]:.4f}" for k in ("train/loss", "val/loss", "train/acc", "val/acc") if k in metrics)
+    log.info(f"trained {summary['global_step']} steps in {seconds / 60:.1f} min;{losses}; checkpoint: {last}")
+    if stopper.signal_received:
+        log.info(f"stopped by {stopper.signal_received} at step {trainer.global_step}; "
+                 f"resume with: sdegen train resume={run_dir}")
+        raise SystemExit(130 if stopper.signal_received == "SIGINT" else 143)
+    return summary
