@@ -72,6 +72,11 @@ def inception_input(images: torch.Tensor) -> torch.Tensor:
 
 
 # --- the two network wrappers ------------------------------------------------------------------
+def _device(module) -> torch.device:
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 class FidelityInception(nn.Module):
     """torch-fidelity's ``FeatureExtractorInceptionV3`` (its forward does the TF1 resize and scaling)."""
 
@@ -82,7 +87,7 @@ class FidelityInception(nn.Module):
         self.has_logits = "logits_unbiased" in net.features_list
 
     def features_and_logits(self, images):
-        out = self.net(as_uint8_rgb(images).to(next(self.net.parameters()).device))
+        out = self.net(as_uint8_rgb(images).to(_device(self.net)))
         return out[0], (out[1] if self.has_logits else None)
 
     def forward(self, images):
@@ -106,8 +111,7 @@ class TorchScriptInception(nn.Module):
         self.num_features = 2048
 
     def features_and_logits(self, images):
-        device = next(self.net.parameters()).device
-        feats = self.net(inception_input(images).to(device))
+        feats = self.net(inception_input(images).to(_device(self.net)))
         if feats.ndim > 2:  # a network that stops before the global pool
             feats = feats.reshape(feats.shape[0], feats.shape[1], -1).mean(-1)
         return feats.float(), None
