@@ -166,9 +166,13 @@ def load_state_dict_safely(path, what: str = "eval.inception_weights") -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{what}={path} is not a plain state dict of tensors and was not loaded (a pickle that "
-                        f"runs code is refused: {first[:160]}); {HOW_TO_GET}") from None
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        found = re.search(r"Unsupported (?:global: GLOBAL|operand) \S+", text)
+        reason = found.group(0).strip() if found else (text.strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{what}={path} is not a plain state dict of tensors: refused without running it "
+                        f"({reason[:160]}); {HOW_TO_GET}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
