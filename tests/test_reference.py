@@ -27,7 +27,7 @@ def test_full_mnist_test_split_from_a_torchvision_root(shared_data):
     assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.uint8
     assert "all 10,000" in text and "published" in text
     sub, text = reference_images(data, 1000, mnist_root=shared_data, seed=3)
-    assert sub.shape[0] == 1000 and "subset of 1,000" in text
+    assert sub.shape[0] == 1000 and "subset of 1,000" in text and "use all 10,000" in text
     # a seeded subset of the same split: every image is one of the 10,000
     assert (sub[:5, None].float() - images[None].float()).abs().sum((2, 3, 4)).min(1).values.max() == 0
 

@@ -55,9 +55,11 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
     n = int(n)
     if mnist_root and is_mnist(data):
         images = _subset(load_mnist_test(mnist_root), n, seed)
-        size = "all" if images.shape[0] == MNIST_TEST_SIZE else f"a seeded subset of {images.shape[0]:,} of the"
-        return images, (f"MNIST test split (torchvision, {size} 10,000 digits, at {mnist_root}): the reference "
-                        f"of published MNIST FIDs")
+        if images.shape[0] == MNIST_TEST_SIZE:
+            return images, (f"MNIST test split (torchvision, all 10,000 digits, at {mnist_root}): the reference "
+                            f"of published MNIST FIDs")
+        return images, (f"MNIST test split (torchvision, a seeded subset of {images.shape[0]:,} of the 10,000 digits, "
+                        f"at {mnist_root}; published MNIST FIDs use all 10,000: eval.ref_size=10000)")
     ref = data.reference(n, split=split, generator=torch.Generator().manual_seed(int(seed)))
     x = torch.as_tensor(ref[0] if isinstance(ref, (tuple, list)) else ref)
     name = type(data).__name__
