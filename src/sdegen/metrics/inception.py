@@ -19,7 +19,8 @@ Published-comparable input handling on every path (Heusel et al. 2017's TF code;
 torchmetrics do the same): uint8 RGB (grey repeated), resized to 299×299 with TensorFlow 1.x's
 bilinear resize (``align_corners=False``: source = dst · in/out, no half-pixel shift; torch-fidelity's
 ``interpolate_bilinear_2d_like_tensorflow1x``), then mapped to [−1, 1) by (x − 128)/128.
-PyTorch's ``F.interpolate(bilinear)`` uses half-pixel centres and changes FID by several points.
+PyTorch's ``F.interpolate(bilinear)`` uses half-pixel centres: other features, another FID (on
+MNIST at n = 100 the shift is ≈ 0.5, see ``scripts/bench_eval_metrics.py``).
 """
 
 from __future__ import annotations
