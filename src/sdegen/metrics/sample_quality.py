@@ -32,6 +32,8 @@ def extract_features(features_fn, x: torch.Tensor, *, batch_size: int = 250, dev
                      desc: str = "features") -> tuple[torch.Tensor, torch.Tensor | None]:
     """(features (N, F) float32 on CPU, logits or None): one pass of ``features_fn`` over ``x``.
     Uses ``features_fn.features_and_logits`` when it exists (Inception: pool3 and IS logits together)."""
+    if device is not None and isinstance(features_fn, torch.nn.Module):
+        features_fn.to(device)  # the network follows the batches (a no-op when already there)
     both = getattr(features_fn, "features_and_logits", None)
     feats, logits = [], []
     for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
