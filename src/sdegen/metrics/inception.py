@@ -66,9 +66,10 @@ def tf1_bilinear_resize(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
     return interpolate_bilinear_2d_like_tensorflow1x(x, size=(size, size), align_corners=False)
 
 
-def inception_input(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, 299, 299) float32 network input in [−1, 1) from uint8 / [0, 1]-float images of any size."""
-    x = as_uint8_rgb(images).float()
+def inception_input(images: torch.Tensor, device=None) -> torch.Tensor:
+    """(N, 3, 299, 299) float32 network input in [−1, 1) from uint8 / [0, 1]-float images of any size
+    (moved to ``device`` as uint8, then resized there)."""
+    x = as_uint8_rgb(images).to(device).float()
     return (tf1_bilinear_resize(x) - 128.0) / 128.0
 
 
@@ -112,7 +113,7 @@ class TorchScriptInception(nn.Module):
         self.num_features = 2048
 
     def features_and_logits(self, images):
-        feats = self.net(inception_input(images).to(_device(self.net)))
+        feats = self.net(inception_input(images, _device(self.net)))
         if feats.ndim > 2:  # a network that stops before the global pool
             feats = feats.reshape(feats.shape[0], feats.shape[1], -1).mean(-1)
         return feats.float(), None
