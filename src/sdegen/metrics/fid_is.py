@@ -108,3 +108,19 @@ class LogitsModule(nn.Module):
 
     def forward(self, x):
         return self.fn(x)
+
+
+def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two precomputed feature sets (N, F) (torchmetrics' estimator, float64)."""
+    from .features import RawFeatures
+
+    real, fake = real.reshape(real.shape[0], -1).double(), fake.reshape(fake.shape[0], -1).double()
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real and fake features differ in size: {real.shape[1]} vs {fake.shape[1]}")
+    return frechet_distance(RawFeatures(real.shape[1]), real, fake, batch_size=max(1, real.shape[0]))
+
+
+def inception_score_from_logits(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """IS (mean, std over splits) of precomputed logits (torchmetrics' ``InceptionScore``)."""
+    return inception_score(LogitsModule(lambda v: v), logits.float(), splits=splits, batch_size=max(1, len(logits)),
+                           seed=seed)

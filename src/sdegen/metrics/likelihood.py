@@ -11,7 +11,8 @@ We integrate the joint state [x(t), ∫∇·f̃] from t = eps to T with an adapt
 The divergence is either EXACT (D backward passes through autograd: for small D, used by the
 tests) or the Hutchinson–Skilling estimate  ∇·f̃ ≈ E_v[vᵀ (∂f̃/∂x) v]  with Rademacher or
 Gaussian probes v drawn ONCE per solve (so the integrand is a smooth function of t, as the
-adaptive solver needs) and averaged over ``n_probes`` probes.
+adaptive solver needs) and averaged over ``n_probes`` probes, each integrated separately so that
+their spread gives each sample's standard error (``logp_se``; it shrinks like 1/√n_probes).
 
 Which density is computed: the ODE starts at the data x taken as x(eps), so the result is
 log p_eps(x) of the model, not log p_0(x).  For eps = 1e-5 (our default) the two agree to far
@@ -62,13 +63,18 @@ def divergence_exact(fx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return div
 
 
-def divergence_hutchinson(fx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
-    """Hutchinson–Skilling estimate mean_k v_kᵀ (∂f/∂x) v_k per sample; probes (K, *x.shape)."""
-    total = torch.zeros(fx.shape[0], dtype=fx.dtype, device=fx.device)
+def divergence_hutchinson_per_probe(fx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
+    """Hutchinson–Skilling estimates v_kᵀ (∂f/∂x) v_k, one per probe: shape (B, K); probes (K, *x.shape)."""
+    out = []
     for v in probes:
         (vjp,) = torch.autograd.grad(fx, x, grad_outputs=v, retain_graph=True)
-        total = total + (vjp * v).reshape(v.shape[0], -1).sum(1)
-    return total / probes.shape[0]
+        out.append((vjp * v).reshape(v.shape[0], -1).sum(1))
+    return torch.stack(out, 1)
+
+
+def divergence_hutchinson(fx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
+    """Hutchinson–Skilling estimate mean_k v_kᵀ (∂f/∂x) v_k per sample; probes (K, *x.shape)."""
+    return divergence_hutchinson_per_probe(fx, x, probes).mean(1)
 
 
 def make_probes(shape, n_probes: int = 1, kind: str = "rademacher", *, generator=None, device=None,
@@ -90,6 +96,9 @@ class LikelihoodResult:
     delta_logp: torch.Tensor  # (B,) ∫_eps^T ∇·f̃ dt
     z: torch.Tensor           # x(T), the latent
     nfe: int                  # evaluations of the score function
+    logp_se: torch.Tensor | None = None  # (B,) standard error of logp from the spread over probes:
+    #   0 for the exact trace, NaN for one probe (no spread to measure)
+    delta_logp_per_probe: torch.Tensor | None = None  # (B, K) one ∫ v_kᵀ(∂f̃/∂x)v_k dt per probe
 
 
 def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
@@ -100,6 +109,9 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
 
     ``trace``: "exact" (autograd over all D dims), "hutchinson", or "auto" (exact when
     D ≤ ``exact_max_dim``).  ``probe``/``n_probes``: Hutchinson probes (fixed for the solve).
+    Each probe's divergence is integrated separately along the one shared trajectory, so the K
+    estimates of log p are i.i.d. given x(t): ``logp`` is their mean and ``logp_se`` = std/√K
+    (Bessel-corrected) the per-sample standard error of the Hutchinson noise.
     ``method``/``rtol``/``atol``/``options``: torchdiffeq's adaptive solver; runs on x.device.
     """
     eps = sde.eps if eps is None else float(eps)
@@ -111,6 +123,7 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
     probes = (make_probes(x.shape, n_probes, probe, generator=generator, device=x.device, dtype=x.dtype)
               if trace == "hutchinson" else None)
     nfe = 0
+    n_div = 1 if probes is None else probes.shape[0]
 
     def dynamics(t, state):
         nonlocal nfe
@@ -120,16 +133,25 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
             xt = xt.detach().requires_grad_(True)
             drift = sde.ode_drift(xt, tb, score_fn(xt, tb))  # f̃(x, t) = f x − ½ g² ∇log p_t
             nfe += 1
-            div = divergence_exact(drift, xt) if probes is None else divergence_hutchinson(drift, xt, probes)
+            div = (divergence_exact(drift, xt)[:, None] if probes is None
+                   else divergence_hutchinson_per_probe(drift, xt, probes))  # (B, K)
         return drift.detach(), div.detach()
 
     times = torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device)
-    state0 = (x.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
+    state0 = (x.detach(), torch.zeros(x.shape[0], n_div, dtype=x.dtype, device=x.device))
     with torch.no_grad():
         xs, deltas = odeint(dynamics, state0, times, method=method, rtol=rtol, atol=atol, options=options)
-    z, delta = xs[-1], deltas[-1]
+    z, per_probe = xs[-1], deltas[-1]
+    delta = per_probe.mean(1)
+    if probes is None:
+        se = torch.zeros_like(delta)
+    elif n_div == 1:
+        se = torch.full_like(delta, float("nan"))
+    else:
+        se = per_probe.std(1, unbiased=True) / math.sqrt(n_div)
     prior = sde.prior_logp(z)
-    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=nfe)
+    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=nfe, logp_se=se,
+                            delta_logp_per_probe=per_probe)
 
 
 # --- bits per dimension ----------------------------------------------------------------------------
@@ -144,6 +166,11 @@ def bits_per_dim(logp: torch.Tensor, dim: int, *, log_scale: float = 0.0, n_bins
     if n_bins:
         bpd = bpd + math.log2(n_bins)
     return bpd
+
+
+def bits_per_dim_se(logp_se: torch.Tensor, dim: int) -> torch.Tensor:
+    """Standard error of bits/dim from that of log p (the offsets are constants): se / (D ln 2)."""
+    return logp_se / (dim * LN2)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +212,8 @@ def bpd_of_batch(score_fn, sde, x_data: torch.Tensor, *, data=None, is_image: bo
     mapped to model space by ``data.scale`` and charged log2(256) = 8 bits plus its log-Jacobian.
     Continuous data: x_data is mapped with ``data.scale`` when ``data`` is given (its log-Jacobian
     counted), else used as it is (model space, the test bed); no offset.
+    Per-sample standard error: ``bits_per_dim_se(result.logp_se, D)`` (Hutchinson noise only; for
+    images each bpd is also one draw of the dequantisation noise u).
     """
     scale = (lambda v: v) if data is None else data.scale
     if is_image:
@@ -198,5 +227,6 @@ def bpd_of_batch(score_fn, sde, x_data: torch.Tensor, *, data=None, is_image: bo
     return bits_per_dim(result.logp, y[0].numel(), log_scale=log_scale, n_bins=n_bins), result
 
 
-__all__ = ["log_likelihood", "LikelihoodResult", "divergence_exact", "divergence_hutchinson", "make_probes",
-           "bits_per_dim", "dequantize", "to_uint8", "affine_log_scale", "bpd_of_batch"]
+__all__ = ["log_likelihood", "LikelihoodResult", "divergence_exact", "divergence_hutchinson",
+           "divergence_hutchinson_per_probe", "make_probes", "bits_per_dim", "bits_per_dim_se", "dequantize",
+           "to_uint8", "affine_log_scale", "bpd_of_batch"]
