@@ -27,7 +27,7 @@ from sdegen.cli import config_dir
 from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
 from sdegen.metrics.gap import data_log_likelihood, log_likelihood_gap
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.samplers import CountingScore, end_time, sample
+from sdegen.samplers import CountingScore, end_time, sample, start_time
 from sdegen.samplers.grids import time_grid
 from sdegen.sde import standard_sdes
 
@@ -174,7 +174,8 @@ NFE_CASES = [
     ("ode", {"options": {"method": "euler"}}, lambda n: n + 1),
     ("ode", {"options": {"method": "heun"}}, lambda n: 2 * n + 1),
     ("ode", {"options": {"method": "rk4"}, "denoise": False}, lambda n: 4 * n),
-    ("dpm_solver", {}, lambda n: n),
+    ("dpm_solver", {}, lambda n: n + 1),
+    ("dpm_solver", {"denoise": False}, lambda n: n),
     ("dpm_solver", {"denoise": True, "options": {"order": 2}}, lambda n: n + 1),
     ("heun", {}, lambda n: 2 * n + 1),
     ("heun", {"options": {"s_churn": 5.0}}, lambda n: 2 * n + 1),
@@ -205,7 +206,7 @@ def test_nfe_is_exact_and_hook_runs_every_step(mixture, name, overrides, expecte
     result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0),
                     snapshot_every=3)
     assert result.nfe == calls[0] == expected(steps)
-    grid = time_grid(sde, steps, end_time(sde, cfg), cfg["grid"]).tolist()
+    grid = time_grid(sde, steps, end_time(sde, cfg), cfg["grid"], start=start_time(sde, cfg)).tolist()
     assert hooked == grid[1:] + ([0.0] if cfg["denoise"] else [])
     assert len(result.trajectory) == len(result.times) == 1 + 3  # noise, steps 3, 6, 7
     assert result.times == [grid[0], grid[3], grid[6], grid[7]]
@@ -338,19 +339,19 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     ("dpm_solver", {"options": {"order": 2, "algorithm": "dpmsolver"}}, "vp-cosine", 20, 2),
     ("dpm_solver", {"options": {"order": 2}}, "ve", 20, 2),
     # multistep order 3 starts with an order-1 and an order-2 step: globally O(h²) (local order below)
-    ("dpm_solver", {"options": {"order": 3}}, "vp-linear", 20, 2),
+    ("dpm_solver", {"options": {"order": 3, "algorithm": "dpmsolver++"}}, "vp-linear", 20, 2),
     ("dpm_solver", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 20, 2),
     ("heun", {}, "vp-linear", 10, 2),
     ("heun", {}, "ve", 10, 2),
-    ("heun", {"start_noise": 80}, "vp-linear", 10, 2),
     # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
     ("unipc", {"options": {"order": 1}}, "vp-linear", 10, 2),
     ("unipc", {"options": {"order": 1, "corrector": False}}, "vp-linear", 10, 1),
-    ("unipc", {"options": {"order": 2, "variant": "bh1", "lower_order_final": False}}, "vp-linear", 20, 3),
+    ("unipc", {"options": {"order": 2, "variant": "bh1", "algorithm": "dpmsolver++", "lower_order_final": False}},
+     "vp-linear", 20, 3),
     ("unipc", {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False}}, "ve", 20, 3),
     ("dpm_solver_singlestep", {"options": {"order": 2}}, "vp-linear", 10, 2),
-    ("dpm_solver_singlestep", {"options": {"order": 3}}, "vp-linear", 10, 3),
-    ("dpm_solver_singlestep", {"options": {"order": 3}}, "subvp-cosine", 10, 3),
+    ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "vp-linear", 10, 3),
+    ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 10, 3),
 ]
 
 
@@ -362,7 +363,7 @@ def test_ode_solvers_converge_at_their_order(name, overrides, sde_name, steps, o
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
     errors = []
     for n in (steps, 2 * steps):
-        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, end_noise=None, **overrides)
+        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, end_noise=None, start_noise=None, **overrides)
         x = sample(cfg, model, sde, x_T.shape, x_init=x_T.clone()).x
         errors.append(float((x - pf_ode_solution(sde, x_T, sde.T, 0.01)).abs().max()))
     observed = math.log2(errors[0] / errors[1])
@@ -398,7 +399,7 @@ def test_dopri5_matches_the_analytic_solution():
     sde = SDES["subvp-cosine"]
     model = GMMScore(gaussian(), sde)
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
-    x = sample(sampler_cfg("ode", denoise=False, eps=0.01), model, sde, x_T.shape, x_init=x_T.clone()).x
+    x = sample(sampler_cfg("ode", denoise=False, eps=0.01, end_noise=None, start_noise=None), model, sde, x_T.shape, x_init=x_T.clone()).x
     torch.testing.assert_close(x, pf_ode_solution(sde, x_T, sde.T, 0.01), rtol=0, atol=2e-4)
 
 
