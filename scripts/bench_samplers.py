@@ -114,8 +114,11 @@ def run(mixture_name, mixture, settings, sdes, n, rows, *, guided_label=None, sw
                                 generator=torch.Generator().manual_seed(1))
             seconds = time.perf_counter() - start
             gap = log_likelihood_gap(target, result.x, reference=reference)
-            ratio = (within_component_sw(target, result.x.float(), refs[2]) / floor
-                     if sw and math.isfinite(gap.gap) else float("nan"))
+            ratio = float("nan")
+            if sw and math.isfinite(gap.gap):  # against a floor computed at the same sample size
+                m = len(result.x)
+                base = floor if m == n else within_component_sw(target, refs[0][:m], refs[1][:m])
+                ratio = within_component_sw(target, result.x.float(), refs[2][:m]) / base
             rows.append({"mixture": mixture_name, "sde": sde_name, "setting": label, "sampler": name,
                          "nfe": result.nfe, "gap": gap.gap, "se": gap.se, "sw_ratio": ratio, "seconds": seconds,
                          "guided": guided_label is not None})
@@ -129,8 +132,8 @@ def markdown_tables(rows):
         sub = [r for r in rows if r["mixture"] == mixture]
         sdes = list(dict.fromkeys(r["sde"] for r in sub))
         cell = {(r["sde"], r["setting"]): r for r in sub}
-        se = max(r["se"] for r in sub if math.isfinite(r["se"]))
-        out += [f"**{mixture}** — log-likelihood gap (nats/dim; SE ≤ {se:.4f}), NFE in brackets", "",
+        ses = sorted(r["se"] for r in sub if math.isfinite(r["se"]))
+        out += [f"**{mixture}** — log-likelihood gap (nats/dim; median SE {ses[len(ses) // 2]:.4f}), NFE in brackets", "",
                 "| sampler | " + " | ".join(sdes) + " | max abs |", "|---|" + "---|" * (len(sdes) + 1)]
         for s in dict.fromkeys(r["setting"] for r in sub):
             rs = [cell.get((d, s)) for d in sdes]
@@ -152,6 +155,8 @@ def plot(rows, path):
     if not mixtures:
         return
     fig, axes = plt.subplots(1, len(mixtures), figsize=(4.2 * len(mixtures), 3.6), sharey=True, squeeze=False)
+    all_families = list(dict.fromkeys(r["setting"].rsplit(" ", 1)[0] for r in swept))
+    colors = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(all_families)}
     for ax, mixture in zip(axes[0], mixtures):
         families = {}
         for r in swept:
@@ -160,7 +165,8 @@ def plot(rows, path):
                 families.setdefault(family, {}).setdefault(r["setting"], []).append(r)
         for family, settings in families.items():
             pts = sorted((max(r["nfe"] for r in rs), max(abs(r["gap"]) for r in rs)) for rs in settings.values())
-            ax.plot([p[0] for p in pts], [min(max(p[1], 1e-4), 1.0) for p in pts], "o-", ms=3, label=family)
+            ax.plot([p[0] for p in pts], [min(max(p[1], 1e-4), 1.0) for p in pts], "o-", ms=3, label=family,
+                    color=colors[family])
         ax.axhline(0.01, color="k", lw=0.7, ls="--")
         ax.axhline(0.005, color="k", lw=0.7, ls=":")
         ax.set_xscale("log")
@@ -168,8 +174,9 @@ def plot(rows, path):
         ax.set_title(mixture)
         ax.set_xlabel("NFE")
     axes[0][0].set_ylabel("|gap|, worst of the 5 SDEs (nats/dim)")
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[f], marker="o", ms=3, label=f) for f in all_families]
+    fig.legend(handles=handles, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -184,6 +191,10 @@ def main():
     parser.add_argument("--sdes", default=",".join(SDES))
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--figure", action="store_true", help="also copy the plot to docs/figures/bench_samplers.png")
+    parser.add_argument("--mixtures", default=None, help="comma-separated subset of the mixture names")
+    parser.add_argument("--skip", default="", help="comma-separated setting labels to leave out (CPU time)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="only rebuild the tables and plot from earlier samplers.json files")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -193,21 +204,38 @@ def main():
     def size(mixture):
         return args.n or (4000 if args.quick else (20000 if mixture.dim <= 16 else 10000))
 
-    if args.quick:
+    def wanted(name):
+        return args.mixtures is None or name in args.mixtures.split(",")
+
+    skip = set(filter(None, args.skip.split(",")))
+    global SWEEPS, DEFAULTS
+    SWEEPS = tuple(s for s in SWEEPS if s[0] not in skip and s[1] not in skip)
+    DEFAULTS = tuple(s for s in DEFAULTS if s[0] not in skip and s[1] not in skip)
+
+    if args.merge:
+        for path in args.merge:
+            rows += json.loads(Path(path).read_text())["rows"]
+    elif args.quick:
         mixture = GaussianMixture.multiscale(**TUNING["multiscale-16d"])
         run("multiscale-16d", mixture, [s for s in DEFAULTS if s[0] in QUICK], sdes, size(mixture), rows)
     else:
         if args.suite in ("all", "tuning"):
             for name, spec in TUNING.items():
+                if not wanted(name):
+                    continue
                 mixture = GaussianMixture.multiscale(**spec)
                 run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
                 run(name, mixture, list(SWEEPS), sdes, args.n_sweep or size(mixture) // 2, rows, sw=False)
         if args.suite in ("all", "heldout"):
             for name, spec in HELDOUT.items():
+                if not wanted(name):
+                    continue
                 mixture = GaussianMixture.multiscale(**spec)
                 run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
         if args.suite in ("all", "guided"):  # exact posterior p_t(y | x): the target is component y
             for name, spec in (("multiscale-16d", TUNING["multiscale-16d"]), ("heldout-16d", HELDOUT["heldout-16d"])):
+                if not wanted(name):
+                    continue
                 mixture = GaussianMixture.multiscale(**spec)
                 guided = [s for s in DEFAULTS if s[1] in ("dpm_solver", "unipc", "heun", "em")]
                 run(f"{name} guided y=2", mixture, guided, sdes, size(mixture), rows, guided_label=2, sw=False,
