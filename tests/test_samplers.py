@@ -1,6 +1,11 @@
 """Every sampler × every SDE on the exact Gaussian-mixture score, plus unit checks (NFE, hooks,
 determinism, grids) and convergence orders against the analytic probability-flow ODE of a Gaussian.
 
+Gap test: the log-likelihood gap (E_samples[log p] − E_data[log p]) / D (``sdegen.metrics.gap``) is
+exact on the mixture; each default must be within 0.01 nats/dim (the accuracy target of the
+defaults, chosen in scripts/bench_samplers.py) plus 3 standard errors of the estimate, so a
+biased sampler fails and an exact one passes at any seed.
+
 Distribution test: plain sliced W2 between two sample sets of a well-separated mixture is
 dominated by the multinomial noise of the component counts (a sample moving between modes
 moves a whole quantile across a gap), so its ratio to the noise floor fluctuates by ±30 % even
@@ -20,13 +25,15 @@ from omegaconf import OmegaConf
 
 from sdegen.cli import config_dir
 from sdegen.metrics.distances import component_occupancy, sliced_wasserstein2
+from sdegen.metrics.gap import data_log_likelihood, log_likelihood_gap
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.samplers import CountingScore, end_time, sample
+from sdegen.samplers import CountingScore, end_time, sample, start_time
 from sdegen.samplers.grids import time_grid
 from sdegen.sde import standard_sdes
 
 SDES = standard_sdes()
-SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun")
+SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun", "unipc", "dpm_solver_singlestep", "dpm_solver_sde")
+FAST = ("ode", "dpm_solver", "heun", "unipc", "dpm_solver_singlestep")
 SHAPE = (1, 4, 4)
 
 
@@ -75,6 +82,18 @@ def check_matches_mixture(mixture, x, chunk: int, seed: int):
     return ratio
 
 
+@pytest.fixture(scope="module")
+def data_logp(mixture):
+    return data_log_likelihood(mixture, 100_000, seed=5)
+
+
+def check_gap(mixture, x, reference, bias=0.01):
+    """|gap| ≤ bias + 3 SE (SE from the samples themselves)."""
+    gap = log_likelihood_gap(mixture, x, reference=reference)
+    assert abs(gap.gap) <= bias + 3 * gap.se, f"log-likelihood gap {gap}"
+    return gap
+
+
 def draw(name, sde_name, mixture, n, seed=0, **overrides):
     sde = SDES[sde_name]
     return sample(sampler_cfg(name, **overrides), GMMScore(mixture, sde), sde, (n, *SHAPE),
@@ -83,10 +102,41 @@ def draw(name, sde_name, mixture, n, seed=0, **overrides):
 
 # --- distribution tests at default settings -------------------------------------------------------------
 @pytest.mark.parametrize("sde_name", SDES)
-@pytest.mark.parametrize("name", ["ode", "dpm_solver", "heun"])
-def test_fast_samplers_match_mixture(mixture, name, sde_name):
-    result = draw(name, sde_name, mixture, 2000, seed=1)
-    check_matches_mixture(mixture, result.x, chunk=1000, seed=1)
+@pytest.mark.parametrize("name", FAST)
+def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
+    """Defaults: |gap| ≤ 0.01 + 3 SE (n = 8000: SE ≈ 0.003) and the within-component SW check."""
+    result = draw(name, sde_name, mixture, 8000, seed=1)
+    check_gap(mixture, result.x, data_logp)
+    check_matches_mixture(mixture, result.x[:2000], chunk=1000, seed=1)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "subvp-linear"])
+@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0}), ("dpm_solver_sde", {})])
+def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overrides, sde_name):
+    result = draw(name, sde_name, mixture, 8000, seed=2, **overrides)
+    check_gap(mixture, result.x, data_logp)
+
+
+def test_the_gap_check_has_power(mixture, data_logp):
+    """The previous dpm_solver default (++2M, 20 steps ending at σ/α = 0.01 without denoising)
+    leaves its last noise in the samples: gap ≈ −0.02, which the check refuses."""
+    result = draw("dpm_solver", "vp-linear", mixture, 8000, seed=1, steps=20, denoise=False, end_noise=0.01,
+                  start_noise=None, options={"algorithm": "dpmsolver++", "order": 2})
+    with pytest.raises(AssertionError, match="log-likelihood gap"):
+        check_gap(mixture, result.x, data_logp)
+
+
+@pytest.mark.parametrize("name", ["dpm_solver", "unipc", "heun"])
+def test_guided_sampling_matches_the_class_conditional(mixture, name):
+    """Exact-posterior classifier guidance: the target is component 2 alone (exact log-density)."""
+    from sdegen.guidance.classifier import classifier_guidance
+
+    sde = SDES["subvp-linear"]
+    model = GMMScore(mixture, sde)
+    guided = classifier_guidance(model, model.class_log_posterior, 2, 1.0)
+    target = GaussianMixture(mixture.means[2:3], mixture.stds[2:3], [1.0], mixture.shape)
+    x = sample(sampler_cfg(name), guided, sde, (4000, *SHAPE), generator=torch.Generator().manual_seed(3)).x
+    check_gap(target, x, data_log_likelihood(target, 50_000, seed=6))
 
 
 @pytest.mark.slow
@@ -124,9 +174,16 @@ NFE_CASES = [
     ("ode", {"options": {"method": "euler"}}, lambda n: n + 1),
     ("ode", {"options": {"method": "heun"}}, lambda n: 2 * n + 1),
     ("ode", {"options": {"method": "rk4"}, "denoise": False}, lambda n: 4 * n),
-    ("dpm_solver", {}, lambda n: n),
+    ("dpm_solver", {}, lambda n: n + 1),
+    ("dpm_solver", {"denoise": False}, lambda n: n),
     ("dpm_solver", {"denoise": True, "options": {"order": 2}}, lambda n: n + 1),
     ("heun", {}, lambda n: 2 * n + 1),
+    ("heun", {"options": {"s_churn": 5.0}}, lambda n: 2 * n + 1),
+    ("unipc", {}, lambda n: n + 1),  # the corrector's evaluation is the next step's
+    ("unipc", {"options": {"corrector": False}, "denoise": False}, lambda n: n),
+    ("dpm_solver_singlestep", {}, lambda n: 3 * n + 1),
+    ("dpm_solver_singlestep", {"options": {"order": 2}, "denoise": False}, lambda n: 2 * n),
+    ("dpm_solver_sde", {}, lambda n: n + 1),
 ]
 
 
@@ -149,7 +206,7 @@ def test_nfe_is_exact_and_hook_runs_every_step(mixture, name, overrides, expecte
     result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0),
                     snapshot_every=3)
     assert result.nfe == calls[0] == expected(steps)
-    grid = time_grid(sde, steps, end_time(sde, cfg), cfg["grid"]).tolist()
+    grid = time_grid(sde, steps, end_time(sde, cfg), cfg["grid"], start=start_time(sde, cfg)).tolist()
     assert hooked == grid[1:] + ([0.0] if cfg["denoise"] else [])
     assert len(result.trajectory) == len(result.times) == 1 + 3  # noise, steps 3, 6, 7
     assert result.times == [grid[0], grid[3], grid[6], grid[7]]
@@ -202,7 +259,8 @@ def test_deterministic_for_a_seed(mixture, name):
 def test_unknown_options_are_clear_errors(mixture):
     sde = SDES["vp-linear"]
     for name, options in (("pc", {"predictor": "leapfrog"}), ("pc", {"corrector": "hmc"}), ("ode", {"method": "rk45"}),
-                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"})):
+                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"}), ("unipc", {"variant": "bh3"}),
+                          ("unipc", {"order": 4}), ("dpm_solver_singlestep", {"order": 4}), ("dpm_solver_sde", {"order": 3})):
         with pytest.raises(ValueError):
             sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
 
@@ -281,10 +339,19 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     ("dpm_solver", {"options": {"order": 2, "algorithm": "dpmsolver"}}, "vp-cosine", 20, 2),
     ("dpm_solver", {"options": {"order": 2}}, "ve", 20, 2),
     # multistep order 3 starts with an order-1 and an order-2 step: globally O(h²) (local order below)
-    ("dpm_solver", {"options": {"order": 3}}, "vp-linear", 20, 2),
+    ("dpm_solver", {"options": {"order": 3, "algorithm": "dpmsolver++"}}, "vp-linear", 20, 2),
     ("dpm_solver", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 20, 2),
     ("heun", {}, "vp-linear", 10, 2),
     ("heun", {}, "ve", 10, 2),
+    # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
+    ("unipc", {"options": {"order": 1}}, "vp-linear", 10, 2),
+    ("unipc", {"options": {"order": 1, "corrector": False}}, "vp-linear", 10, 1),
+    ("unipc", {"options": {"order": 2, "variant": "bh1", "algorithm": "dpmsolver++", "lower_order_final": False}},
+     "vp-linear", 20, 3),
+    ("unipc", {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False}}, "ve", 20, 3),
+    ("dpm_solver_singlestep", {"options": {"order": 2}}, "vp-linear", 10, 2),
+    ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "vp-linear", 10, 3),
+    ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 10, 3),
 ]
 
 
@@ -296,7 +363,7 @@ def test_ode_solvers_converge_at_their_order(name, overrides, sde_name, steps, o
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
     errors = []
     for n in (steps, 2 * steps):
-        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, end_noise=None, **overrides)
+        cfg = sampler_cfg(name, steps=n, denoise=False, eps=0.01, end_noise=None, start_noise=None, **overrides)
         x = sample(cfg, model, sde, x_T.shape, x_init=x_T.clone()).x
         errors.append(float((x - pf_ode_solution(sde, x_T, sde.T, 0.01)).abs().max()))
     observed = math.log2(errors[0] / errors[1])
@@ -332,7 +399,7 @@ def test_dopri5_matches_the_analytic_solution():
     sde = SDES["subvp-cosine"]
     model = GMMScore(gaussian(), sde)
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
-    x = sample(sampler_cfg("ode", denoise=False, eps=0.01), model, sde, x_T.shape, x_init=x_T.clone()).x
+    x = sample(sampler_cfg("ode", denoise=False, eps=0.01, end_noise=None, start_noise=None), model, sde, x_T.shape, x_init=x_T.clone()).x
     torch.testing.assert_close(x, pf_ode_solution(sde, x_T, sde.T, 0.01), rtol=0, atol=2e-4)
 
 
@@ -355,3 +422,57 @@ def test_end_noise_sets_the_final_noise_to_signal_ratio(sde_name):
     assert end_time(sde, {"eps": 0.25}) == 0.25
     with pytest.raises(ValueError, match="end_noise"):
         end_time(sde, {"end_noise": 0.0})
+
+
+# --- EDM's σ_max cap, the gap metric, the Langevin step ---------------------------------------------------
+@pytest.mark.parametrize("sde_name", ["vp-linear", "subvp-cosine", "ve"])
+def test_start_noise_caps_the_initial_noise_to_signal_ratio(sde_name):
+    """start_noise = 80: the grid starts where σ/α = 80 (or at T when σ(T)/α(T) is smaller, VE's 50)
+    and the prior draw is rescaled to N(0, σ(t_start)²)."""
+    from sdegen.samplers import start_time
+
+    sde = SDES[sde_name]
+    seen = {}
+
+    def spy(score_fn, sde, x, timesteps, **kwargs):
+        seen["x"], seen["t"] = x, timesteps
+        return type("R", (), {"x": x, "nfe": 0})()
+
+    sample({"_target_": spy, "steps": 4, "start_noise": 80.0, "end_noise": 0.002, "grid": "edm"}, None, sde,
+           (20000, 2), generator=torch.Generator().manual_seed(0))
+    t0 = float(seen["t"][0])
+    ratio = float(torch.exp(-sde.log_snr(torch.tensor(t0, dtype=torch.float64))))
+    top = float(torch.exp(-sde.log_snr(torch.tensor(sde.T, dtype=torch.float64))))
+    assert ratio == pytest.approx(min(80.0, top), rel=1e-6)
+    assert t0 == pytest.approx(start_time(sde, {"start_noise": 80.0}))
+    std = float(sde.marginal_std(torch.tensor(t0, dtype=torch.float64)))
+    assert float(seen["x"].std()) == pytest.approx(std, rel=0.02)
+
+
+def test_gap_of_exact_and_of_overdispersed_samples():
+    """Exact samples: gap within 4 SE of 0.  Every deviation scaled by c: gap = −(c² − 1)/2 (one Gaussian)."""
+    mix = gaussian()
+    reference = data_log_likelihood(mix, 200_000, seed=1)
+    x, _ = mix.sample(20000, generator=torch.Generator().manual_seed(2))
+    exact = log_likelihood_gap(mix, x, reference=reference)
+    assert abs(exact.gap) < 4 * exact.se and 0 < exact.se < 0.01
+    wide = MEAN.reshape(1, 1, 1, 2).float() + 1.1 * (x - MEAN.reshape(1, 1, 1, 2).float())
+    gap = log_likelihood_gap(mix, wide, reference=reference)
+    assert gap.gap == pytest.approx(-(1.1**2 - 1) / 2, abs=4 * gap.se + 1e-3)
+    assert log_likelihood_gap(mix, torch.full_like(x, float("nan")), reference=reference).gap == float("-inf")
+
+
+def test_langevin_step_has_the_alpha_factor():
+    """Song et al. 2021, Alg. 5: ε = 2 α_i (r ‖z‖/‖s‖)², α_i = (α_t/α_s)² (VP's 1 − β_i)."""
+    from sdegen.samplers.pc import langevin_corrector
+
+    sde = SDES["vp-linear"]
+    x = torch.randn(8, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grad = -x  # a score with ‖s‖ = ‖x‖
+    t, s = torch.tensor(0.9, dtype=torch.float64), torch.tensor(0.8, dtype=torch.float64)
+    out = langevin_corrector(lambda x, t: -x, sde, x, t, s, 0.16, torch.Generator().manual_seed(1))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a2 = float(torch.exp(2 * (sde.log_alpha(t) - sde.log_alpha(s))))
+    eps = 2 * a2 * (0.16 * noise.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()) ** 2
+    torch.testing.assert_close(out, x + eps * grad + (2 * eps).sqrt() * noise)
+    assert a2 < 0.9  # the factor matters at this step size

@@ -18,7 +18,7 @@ from .grids import time_grid
 
 
 #: keys of a sampler config read by the driver; every other key is an option of the algorithm
-DRIVER_KEYS = ("steps", "eps", "end_noise", "grid", "denoise", "resample")
+DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "denoise", "resample")
 
 
 def resolve(target):
@@ -46,6 +46,20 @@ def end_time(sde, sampler_cfg) -> float:
     lam = -torch.log(torch.tensor(float(end_noise), dtype=torch.float64))
     t = float(sde.t_from_log_snr(lam))
     return min(max(t, float(sde.eps)), float(sde.T))
+
+
+def start_time(sde, sampler_cfg) -> float:
+    """The sampler's start time: T, or the t where σ(t)/α(t) = ``start_noise`` when that is set and
+    below σ(T)/α(T) (EDM's σ_max = 80 cap, Karras et al. 2022, Sec. 5: linear VP ends at σ/α ≈ 152,
+    where the extra noise levels cost steps and change nothing)."""
+    start_noise = sampler_cfg.get("start_noise")
+    T = float(sde.T)
+    if start_noise is None:
+        return T
+    if start_noise <= 0:
+        raise UserError(f"sampler.start_noise must be > 0 (a noise-to-signal ratio σ/α), got {start_noise}")
+    t = float(sde.t_from_log_snr(-torch.log(torch.tensor(float(start_noise), dtype=torch.float64))))
+    return min(t, T)
 
 
 def split_config(sampler_cfg) -> tuple:
@@ -93,19 +107,28 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
     """Draw ``shape`` samples with the sampler described by ``sampler_cfg``.
 
     ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
-    ``steps``, ``eps``, ``end_noise``, ``grid``, ``denoise``, ``resample`` and the algorithm's own
-    options.  ``end_noise``, when set, replaces ``eps`` by the time at which the noise-to-signal ratio
+    ``steps``, ``eps``, ``end_noise``, ``start_noise``, ``grid``, ``denoise``, ``resample`` and the
+    algorithm's own options.  ``start_noise`` (σ/α, e.g. EDM's 80) starts the grid at the t where
+    σ/α equals it instead of at T, from the prior noise rescaled to σ(t_start).  ``end_noise``, when set, replaces ``eps`` by the time at which the noise-to-signal ratio
     σ(t)/α(t) equals it, so that a grid ends at the same noise level on every SDE (at a fixed
     t = 1e-3, sub-VP's σ/α is 1e-4 but VP's is 1e-2: fast solvers would spend their few steps on
     noise levels that change nothing).
     """
     fn, driver, options = split_config(sampler_cfg)
-    timesteps = time_grid(sde, int(driver.get("steps", 1000)), end_time(sde, driver), driver.get("grid", "uniform"))
+    t_start, t_end = start_time(sde, driver), end_time(sde, driver)
+    if not t_end < t_start:
+        raise UserError(f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
+                        f"(end_noise/eps); raise start_noise")
+    timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, driver.get("grid", "uniform"),
+                          start=None if t_start == float(sde.T) else t_start)
     x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
+    if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
+        x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
     return fn(score_fn, sde, x, timesteps, step_hook=step_hook, generator=generator,
               snapshot_every=snapshot_every, resample=int(driver.get("resample", 1)),
               denoise=bool(driver.get("denoise", True)), progress=progress, **options)
 
 
 __all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve",
+           "start_time", "end_time",
            "split_config", "describe", "DRIVER_KEYS"]

@@ -1,4 +1,4 @@
-"""Time grids from T down to the end time ``eps``."""
+"""Time grids from the start time (T unless ``start`` is given) down to the end time ``eps``."""
 
 from __future__ import annotations
 
@@ -7,28 +7,30 @@ import torch
 from ..sde.base import SDE
 
 
-def uniform_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+def uniform_grid(sde: SDE, steps: int, eps: float, start: float | None = None) -> torch.Tensor:
     """t_i uniform on [eps, T] (Song et al. 2021)."""
-    return torch.linspace(sde.T, eps, steps + 1, dtype=torch.float64)
+    return torch.linspace(sde.T if start is None else start, eps, steps + 1, dtype=torch.float64)
 
 
-def logsnr_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+def logsnr_grid(sde: SDE, steps: int, eps: float, start: float | None = None) -> torch.Tensor:
     """λ_i = log(α/σ) uniform between λ(T) and λ(eps) (Lu et al. 2022, DPM-Solver Sec. 3.3)."""
-    lam = torch.linspace(float(sde.log_snr(torch.tensor(sde.T, dtype=torch.float64))),
+    start = sde.T if start is None else start
+    lam = torch.linspace(float(sde.log_snr(torch.tensor(start, dtype=torch.float64))),
                          float(sde.log_snr(torch.tensor(eps, dtype=torch.float64))), steps + 1, dtype=torch.float64)
     ts = sde.t_from_log_snr(lam).to(torch.float64)
-    ts[0], ts[-1] = sde.T, eps
+    ts[0], ts[-1] = start, eps
     return ts
 
 
-def edm_grid(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> torch.Tensor:
+def edm_grid(sde: SDE, steps: int, eps: float, start: float | None = None, rho: float = 7.0) -> torch.Tensor:
     """Karras et al. 2022, Eq. 5: the noise-to-signal ratio s = σ/α spaced as s^{1/ρ} uniform."""
     ratio = lambda t: float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
-    s_max, s_min = ratio(sde.T), ratio(eps)
+    start = sde.T if start is None else start
+    s_max, s_min = ratio(start), ratio(eps)
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
     s = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     ts = sde.t_from_log_snr(-torch.log(s)).to(torch.float64)
-    ts[0], ts[-1] = sde.T, eps
+    ts[0], ts[-1] = start, eps
     return ts
 
 

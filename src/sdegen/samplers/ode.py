@@ -67,6 +67,14 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
     # (float32 step-size control underflows near t = eps); the score sees the model's dtype.
     wide = torch.float32 if x.device.type == "mps" else torch.float64
 
+    bar = None
+    if progress and step_hook is None and resample == 1:  # one adaptive solve: show time left and NFE
+        from tqdm.auto import tqdm
+
+        t_first, t_last = float(timesteps[0]), float(timesteps[-1])
+        bar = tqdm(total=round(t_first - t_last, 6), desc="pf-ode[dopri5]", leave=False,
+                   bar_format="{l_bar}{bar}| t {n:.4f}/{total:.4f} {postfix}")
+
     def solve(x, times):
         times = torch.as_tensor(times, dtype=wide, device=x.device)
         t_end, t_start = float(times.min()), float(times.max())
@@ -75,7 +83,12 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
             # dopri5 would otherwise probe t < eps (where σ(t)² < 0 for VP) in its first-step
             # guess; ``step_t`` makes it land on the end time instead of overshooting it.
             t = t.clamp(t_end, t_start)
-            return sde.ode_drift(y, t, score(y.to(x.dtype), t).to(wide))
+            out = sde.ode_drift(y, t, score(y.to(x.dtype), t).to(wide))
+            if bar is not None:  # the NFE so far, and how far the solver has come in t
+                bar.n = max(bar.n, round(t_first - float(t), 6))
+                bar.set_postfix(nfe=score.nfe, refresh=False)
+                bar.refresh()
+            return out
 
         path = odeint(velocity_wide, x.to(wide), times, rtol=float(rtol), atol=float(atol), method="dopri5",
                       options={"step_t": times[-1:]})
@@ -92,6 +105,8 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
     x = path[-1]
     if denoise:
         x = tweedie_denoise(score, sde, x, timesteps[-1])
+    if bar is not None:
+        bar.close()
     if not snapshot_every:
         return SampleResult(x=x, nfe=score.nfe)
     keep = [0] + [i for i in range(1, len(timesteps)) if i % snapshot_every == 0 or i == len(timesteps) - 1]

@@ -54,18 +54,21 @@ def ancestral_predictor(score, sde, x, t, s, generator):
     return mean + (v * std_s**2 / std_t**2) ** 0.5 * randn_like(x, generator)
 
 
-def langevin_corrector(score, sde, x, t, snr, generator):
-    """Langevin corrector (Song et al. 2021, Alg. 4/5): ε = 2 (r ‖z‖/‖∇log p‖)² per sample, with
-    r the target signal-to-noise ratio; x ← x + ε ∇log p_t(x) + √(2ε) z."""
+def langevin_corrector(score, sde, x, t, s, snr, generator):
+    """Langevin corrector (Song et al. 2021, Alg. 4/5): ε = 2 α_i (r ‖z‖/‖∇log p‖)², with r the
+    target signal-to-noise ratio and α_i = 1 − β_i the discrete chain's step factor, here
+    (α_t/α_s)² of the transition to the next grid time s (1 for VE; score_sde ``sampling.py``
+    uses its discrete ``alphas``); x ← x + ε ∇log p_t(x) + √(2ε) z."""
     grad = score(x, t)
     noise = randn_like(x, generator)
     grad_norm = grad.flatten(1).norm(dim=1).mean()
     noise_norm = noise.flatten(1).norm(dim=1).mean()
-    step = 2 * (snr * noise_norm / grad_norm) ** 2
+    a, _ = transition(sde, s, t)
+    step = 2 * a**2 * (snr * noise_norm / grad_norm) ** 2
     return x + step * grad + (2 * step).sqrt() * noise
 
 
-def annealed_langevin_corrector(score, sde, x, t, snr, generator):
+def annealed_langevin_corrector(score, sde, x, t, s, snr, generator):
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1) with ε = 2 (r σ(t))² from the marginal."""
     std = float(sde.marginal_std(torch.as_tensor(t, dtype=torch.float64)))
     step = 2 * (snr * std) ** 2
@@ -93,7 +96,7 @@ def sample_pc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, sn
 
     def step(x, t, t_next):
         for _ in range(n_correct):
-            x = correct(score, sde, x, t, float(snr), generator)
+            x = correct(score, sde, x, t, t_next, float(snr), generator)
         return predict(score, sde, x, t, t_next, generator) if predict is not None else x
 
     return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
