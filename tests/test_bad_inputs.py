@@ -97,7 +97,7 @@ CASES = [
     ("eval samples={d}/sample_run/samples.npz metric=fid", r"cannot tell which data .*samples\.npz was drawn from"),
     ("eval samples={d}/sample_run/samples.npz metric=fid data=gmm", r"have shape \(1, 28, 28\) but the data have \(1, 4, 4\)"),
     ("eval samples={d}/sample_run/samples.npz guidance=classifier", r"guidance=classifier applies when eval draws the samples"),
-    ("eval metric=fud", r"metric=fud is not known; use fid, is, bpd or all"),
+    ("eval metric=fud", r"metric=fud is not known; use fid, kid, pr, is, bpd or all"),
     ("report {d}/emptyfolder", r"no runs \(folders with \.hydra/config\.yaml\) under"),
 ]
 

@@ -56,7 +56,7 @@ def test_bad_metric_is_a_one_line_error(tmp_path, capsys):
         run_eval(tmp_path, "metric=fud")
     assert err.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "sdegen: error: metric=fud is not known; use fid, is, bpd or all"]
+        "sdegen: error: metric=fud is not known; use fid, kid, pr, is, bpd or all"]
     assert not (tmp_path / "run").exists()
 
 
