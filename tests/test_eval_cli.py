@@ -88,6 +88,10 @@ def make_checkpoint(folder, overrides, kind="score"):
         c = compose("train", overrides=overrides)
     data = hydra.utils.instantiate(c.data)
     module = (ScoreModule if kind == "score" else ClassifierModule)(c, build_sde(c), data)
+    with torch.no_grad():  # off the zero-initialised output layer: a score whose divergence depends on the probe
+        g = torch.Generator().manual_seed(0)
+        for p in module.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
     (folder / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": module.state_dict(), "global_step": 3,
                 "sdegen": {"cfg": to_plain(c), "data": data_info(data), "kind": kind}},
@@ -170,13 +174,17 @@ def test_eval_all_on_images_is_offline_and_complete(tmp_path, image_run, offline
     assert per["bpd_se"].shape == (4,) and np.all(np.isfinite(per["bpd_se"])) and np.all(per["bpd_se"] > 0)
     assert m["bpd_n_probes"] == 4
     assert m["bpd_se_rms"] == pytest.approx(float(np.sqrt(np.mean(per["bpd_se"] ** 2))))
-    assert m["bpd_se_rms"] < 0.1 * m["bpd_std"] + 0.05  # the Hutchinson noise is small beside the spread of images
+    # one probe has no spread, so no SE: NaN per image, and no bpd_se_rms (never a NaN in metrics.json)
+    run_dir, one = eval_images(tmp_path, ckpt, cache, "metric=bpd", "eval.bpd.n_points=4", "eval.bpd.n_probes=1")
+    assert np.all(np.isnan(np.load(run_dir / "bpd_per_sample.npz")["bpd_se"]))
+    assert one["bpd_n_probes"] == 1 and "bpd_se_rms" not in one
 
 
 @pytest.mark.slow
 def test_inception_kid_of_real_digits_is_zero_within_its_std(tmp_path, image_run, offline):
     """samples= of 16 real training digits against 16 test digits: KID ≈ 0 within its std; the same
-    digits inverted (255 − x) are far (KID many stds above 0, FID much larger)."""
+    digits inverted (255 − x) are far (KID many stds above 0, FID much larger).  Subsets of 8: a subset
+    as large as both sets is the same draw every time, and its std is 0 (not an error bar)."""
     from sdegen.data.mnist import EmbeddedMNISTDataModule
 
     _, cache = image_run
@@ -188,7 +196,7 @@ def test_inception_kid_of_real_digits_is_zero_within_its_std(tmp_path, image_run
         np.savez(tmp_path / f"{name}.npz", images=img.permute(0, 2, 3, 1).numpy())
         run_dir = tmp_path / name
         cli.main(["sdegen", "eval", f"samples={tmp_path / f'{name}.npz'}", "data=mnist_embedded", "metric=kid",
-                  "eval.ref_size=16", f"eval.cache_dir={cache}", "progress=false", f"hydra.run.dir={run_dir}"])
+                  "eval.ref_size=16", "eval.kid_subset_size=8", f"eval.cache_dir={cache}", "progress=false", f"hydra.run.dir={run_dir}"])
         results.append(json.loads((run_dir / "metrics.json").read_text()))
     real, inverted = results
     assert abs(real["kid_mean"]) < 3 * real["kid_std"]
