@@ -111,6 +111,8 @@ CASES = [
     ("eval metric=fud", r"metric=fud is not known; use fid, kid, pr, is, bpd or all"),
     # eval: every prerequisite (Inception, IS logits) is checked before sampling; a pickle .pth never runs
     # (its payload would create {d}/PWNED: the inputs folder must stay unchanged)
+    ("eval eval.kid_subset_size=1", r"eval\.kid_subset_size must be an integer >= 2, got 1"),
+    ("eval eval.bpd.n_probes=0", r"eval\.bpd\.n_probes must be an integer >= 1, got 0"),
     ("eval ckpt={d}/score eval.inception_weights=/nope.pth n_samples=2 sampler.steps=1",
      r"eval\.inception_weights=/nope\.pth: no such file; install the project's dependencies"),
     ("eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2 sampler.steps=1",
@@ -173,3 +175,18 @@ def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypa
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert re.match(r"sdegen: error: training stopped: the loss is (nan|inf) at step \d+", lines[0]), lines[0]
     assert lines[0] in (run / "cli.log").read_text()
+
+
+def test_is_offline_as_a_subprocess(inputs, tmp_path):
+    """A real process: the offline Inception is named in one log line, and metric=is (no logits) is one
+    line on stderr (no library warning beside it), before any sampling."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["TORCH_HOME"] = str(inputs / "no_torch_home")  # no torch-fidelity weights in torch hub's cache
+    proc = subprocess.run([*SDEGEN, "eval", f"ckpt={inputs / 'score'}", "metric=is", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.match(r"sdegen: error: metric=is: the inception-v3-tf-2015-12-05 .* has no logits", proc.stderr)
+    named = [line for line in proc.stdout.splitlines() if "Inception: " in line]
+    assert len(named) == 1 and "sha256 7ff4a85c3a63" in named[0] and "tf1-bilinear" in named[0], proc.stdout
+    assert list(Path(tmp_path).iterdir()) == []  # nothing sampled, nothing written

@@ -354,11 +354,23 @@ def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
 
 
 # --- the command -----------------------------------------------------------------------------------
+def check_metric_options(cfg) -> None:
+    """The ranges of the sample-metric and bits/dim options (the rest: ``runtime.config.check_config``)."""
+    for key, low, optional in (("eval.kid_subsets", 1, False), ("eval.kid_subset_size", 2, True), ("eval.pr_k", 1, False),
+                               ("eval.bpd.n_probes", 1, False)):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserError(f"{key} must be an integer >= {low}, got {value!r}")
+
+
 def evaluate(cfg) -> dict:
     """Compute the requested metrics; returns the metrics dict (also written to metrics.json).
     The score model is built once (for generation and bits/dim); ``samples=`` needs none."""
     torch.manual_seed(int(cfg.seed))
     wanted = wanted_metrics(cfg.get("metric", "all"))
+    check_metric_options(cfg)
     samples_path = cfg.get("samples")
     guidance = str((cfg.get("guidance") or {}).get("name", "none"))
     if samples_path and guidance != "none":
