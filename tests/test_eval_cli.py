@@ -230,3 +230,24 @@ def test_missing_prerequisites_stop_before_sampling(tmp_path, image_run, offline
     assert err.value.code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("sdegen: error: ") and re.search(pattern, lines[0]), lines[0]
     assert not (tmp_path / "run" / "samples.npz").exists()
+
+
+def test_raw_features_of_images_compare_in_model_space(tmp_path):
+    """eval.features=raw on images: samples and reference are both model-space pixels (the reference
+    comes as uint8 and is scaled), so real digits are close and inverted digits far."""
+    from sdegen.data.mnist import EmbeddedMNISTDataModule
+
+    data = EmbeddedMNISTDataModule()
+    x, _ = data.reference(200, split="train", generator=torch.Generator().manual_seed(1))
+    out = {}
+    for name, xs in (("real", x), ("inverted", -x)):  # centred scaling: −x is 255 − pixel
+        np.savez(tmp_path / f"{name}.npz", x=xs.numpy())
+        run_dir = tmp_path / name
+        cli.main(["sdegen", "eval", f"samples={tmp_path / f'{name}.npz'}", "data=mnist_embedded", "metric=kid",
+                  "eval.features=raw", "eval.ref_size=200", "eval.kid_subset_size=100",
+                  f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={run_dir}"])
+        out[name] = json.loads((run_dir / "metrics.json").read_text())
+    real, inverted = out["real"], out["inverted"]
+    assert real["features"] == "raw" and real["n_reference"] == 200
+    assert abs(real["kid_mean"]) < 3 * real["kid_std"]
+    assert inverted["kid_mean"] > 10 * inverted["kid_std"] and inverted["fid"] > 5 * real["fid"]

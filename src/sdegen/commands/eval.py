@@ -225,7 +225,10 @@ def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
     kind, bs, split = pre["kind"], int(cfg.batch_size), str(ev.ref_split)
     if kind == "raw":
         fake = samples_model_space(data, samples).double()
-        real = pre["reference"].double()
+        real = pre["reference"]
+        if real.dtype == torch.uint8:  # raw features of images: both sets in model space
+            real = data.scale(real.float() / 255)
+        real = real.double()
         network, identity = RawFeatures(fake[0].numel()), {"network": "raw coordinates (model space)"}
     else:
         fake = as_uint8_rgb(sample_pixels(data, samples))
