@@ -18,6 +18,16 @@ from sdegen.runtime.config import build_sde, config_dir, to_plain
 SDEGEN = [sys.executable, "-m", "sdegen"]
 
 
+class Payload:
+    """A pickle that creates a file when unpickled (the attack of a crafted Inception .pth)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Bad (and a few good) input files, made once."""
@@ -29,6 +39,7 @@ def inputs(tmp_path_factory):
     np.savez(d / "nan_gmm.npz", means=np.full((2, 4), np.nan), stds=np.ones((2, 4)), weights=np.ones(2),
              shape=np.array([1, 2, 2]))
     (d / "emptyfolder").mkdir()
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": Payload(d / "PWNED")}, d / "payload.pth")
     (d / "sample_run").mkdir()
     np.savez(d / "sample_run" / "samples.npz", x=np.zeros((8, 1, 28, 28), np.float32))
     # a score checkpoint (tiny ScoreNet, untrained) and a classifier checkpoint, in the format of `sdegen train`
@@ -97,7 +108,17 @@ CASES = [
     ("eval samples={d}/sample_run/samples.npz metric=fid", r"cannot tell which data .*samples\.npz was drawn from"),
     ("eval samples={d}/sample_run/samples.npz metric=fid data=gmm", r"have shape \(1, 28, 28\) but the data have \(1, 4, 4\)"),
     ("eval samples={d}/sample_run/samples.npz guidance=classifier", r"guidance=classifier applies when eval draws the samples"),
-    ("eval metric=fud", r"metric=fud is not known; use fid, is, bpd or all"),
+    ("eval metric=fud", r"metric=fud is not known; use fid, kid, pr, is, bpd or all"),
+    # eval: every prerequisite (Inception, IS logits) is checked before sampling; a pickle .pth never runs
+    # (its payload would create {d}/PWNED: the inputs folder must stay unchanged)
+    ("eval eval.kid_subset_size=1", r"eval\.kid_subset_size must be an integer >= 2, got 1"),
+    ("eval eval.bpd.n_probes=0", r"eval\.bpd\.n_probes must be an integer >= 1, got 0"),
+    ("eval ckpt={d}/score eval.inception_weights=/nope.pth n_samples=2 sampler.steps=1",
+     r"eval\.inception_weights=/nope\.pth: no such file; install the project's dependencies"),
+    ("eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2 sampler.steps=1",
+     r"payload\.pth is not a plain state dict of tensors: refused without running it \(Unsupported global: GLOBAL"),
+    ("eval ckpt={d}/score metric=is n_samples=2 sampler.steps=1",
+     r"metric=is: the inception-v3-tf-2015-12-05 \(TorchScript default_1\.pt .*\) has no logits"),
     ("report {d}/emptyfolder", r"no runs \(folders with \.hydra/config\.yaml\) under"),
 ]
 
@@ -114,6 +135,7 @@ def run_in_process(args, capsys):
 def test_bad_input_is_one_line(inputs, tmp_path, monkeypatch, capsys, args, pattern):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TORCH_HOME", str(inputs / "no_torch_home"))  # offline: no torch-fidelity weights in the hub
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     before = sorted(p.relative_to(inputs) for p in inputs.rglob("*"))
     code, err, _ = run_in_process([*args.format(d=inputs).split(), f"hydra.run.dir={tmp_path / 'run'}"], capsys)
@@ -131,7 +153,8 @@ def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
         cli.main(["sdegen", "sample", "sampler.steps=0", "verbose=true", f"hydra.run.dir={tmp_path / 'run'}"])
 
 
-@pytest.mark.parametrize("args", ["sample sampler.steps=0 n_samples=2", "sample ckpt={d}/random.ckpt n_samples=2"])
+@pytest.mark.parametrize("args", ["sample sampler.steps=0 n_samples=2", "sample ckpt={d}/random.ckpt n_samples=2",
+                                  "eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2"])
 def test_bad_input_as_a_subprocess(inputs, tmp_path, args):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.run([*SDEGEN, *args.format(d=inputs).split(), f"hydra.run.dir={tmp_path / 'run'}"],
@@ -139,6 +162,7 @@ def test_bad_input_as_a_subprocess(inputs, tmp_path, args):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("sdegen: error: "), proc.stderr
     assert proc.stdout.strip() == "" and list(Path(tmp_path).iterdir()) == []
+    assert not (inputs / "PWNED").exists()  # the crafted .pth was refused without running its payload
 
 
 def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypatch, capsys):
@@ -151,3 +175,18 @@ def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypa
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert re.match(r"sdegen: error: training stopped: the loss is (nan|inf) at step \d+", lines[0]), lines[0]
     assert lines[0] in (run / "cli.log").read_text()
+
+
+def test_is_offline_as_a_subprocess(inputs, tmp_path):
+    """A real process: the offline Inception is named in one log line, and metric=is (no logits) is one
+    line on stderr (no library warning beside it), before any sampling."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["TORCH_HOME"] = str(inputs / "no_torch_home")  # no torch-fidelity weights in torch hub's cache
+    proc = subprocess.run([*SDEGEN, "eval", f"ckpt={inputs / 'score'}", "metric=is", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.match(r"sdegen: error: metric=is: the inception-v3-tf-2015-12-05 .* has no logits", proc.stderr)
+    named = [line for line in proc.stdout.splitlines() if "Inception: " in line]
+    assert len(named) == 1 and "sha256 7ff4a85c3a63" in named[0] and "tf1-bilinear" in named[0], proc.stdout
+    assert list(Path(tmp_path).iterdir()) == []  # nothing sampled, nothing written

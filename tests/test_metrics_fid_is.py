@@ -161,6 +161,14 @@ def test_classifier_domain_metrics_on_the_test_bed():
     assert out["classifier_accuracy"] == pytest.approx(expected_acc)
     assert out["classifier_accuracy"] > 0.9
     assert out["classifier_fid"] < 0.1  # exact samples vs exact reference
+    # KID and precision/recall in the same feature space: exact samples are 0 within the subset std,
+    # and lie on the reference manifold (and cover it)
+    assert abs(out["classifier_kid_mean"]) < 3 * out["classifier_kid_std"] + 1e-4
+    assert out["classifier_precision"] > 0.8 and out["classifier_recall"] > 0.8  # measured 0.875, 0.86 (k = 3, 16-d)
+    # a shift of 0.3 per coordinate (FID 1.5): KID ≈ 0.36 ± 0.01, and the samples leave the manifold
+    shifted = classifier_domain_metrics(clf, data, {"x": (x + 0.3).numpy()}, t=1e-5, n_ref=2000, splits=2)
+    assert shifted["classifier_kid_mean"] > 10 * shifted["classifier_kid_std"] > 0
+    assert shifted["classifier_precision"] < 0.2 and shifted["classifier_recall"] < 0.2
     # wrong labels are caught: accuracy of shifted labels is low
     bad = classifier_domain_metrics(clf, data, {"x": x.numpy(), "y": ((y + 1) % 4).numpy()}, t=1e-5, n_ref=500)
     assert bad["classifier_accuracy"] < 0.2

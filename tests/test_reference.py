@@ -41,3 +41,13 @@ def test_non_image_data_and_non_mnist_ignore_the_root(tmp_path):
     data = GMMDataModule()
     x, text = reference_images(data, 300, mnist_root=tmp_path)  # the root is for MNIST only
     assert x.shape[0] == 300 and x.is_floating_point() and "model space" in text
+
+
+def test_a_runs_data_limit_does_not_shrink_the_reference():
+    """debug=fast trains on data.limit=64 images; its eval reference is still the whole split (500 digits)."""
+    limited = EmbeddedMNISTDataModule(limit=64)
+    images, text = reference_images(limited, 256, seed=1)
+    assert images.shape == (256, 1, 28, 28) and "256 images" in text
+    assert limited.split("test")[0].shape[0] == 64  # the data module itself is untouched
+    full, _ = reference_images(EmbeddedMNISTDataModule(), 256, seed=1)
+    assert torch.equal(images, full)  # the same seeded subset as without the limit

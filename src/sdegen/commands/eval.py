@@ -1,14 +1,19 @@
-"""``sdegen eval metric=fid|is|bpd|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
+"""``sdegen eval metric=fid|kid|pr|is|bpd|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
 
 * Samples: ``samples=PATH/samples.npz`` (from ``sdegen sample``), or ``n_samples`` drawn with
   the configured sampler from ``ckpt=PATH`` (or from ``model=gmm data=gmm``, no checkpoint).
-* FID / IS: ``eval.features`` = inception (images; torchmetrics), raw (coordinates; non-image data,
-  IS from the mixture's exact class posterior on the test bed) or auto.  Reference statistics of
-  the real split are cached under ``$SDEGEN_CACHE/fid_ref`` (or ``eval.cache_dir``).
+* FID, KID, precision/recall (one pass of features) and IS: ``eval.features`` = inception (images;
+  ``metrics.inception.resolve_inception``), raw (coordinates; non-image data, IS from the mixture's
+  exact class posterior on the test bed) or auto.  Reference: ``metrics.reference.reference_images``
+  (the full MNIST test split with ``eval.mnist_root``); its features are cached under
+  ``$SDEGEN_CACHE/fid_ref`` (or ``eval.cache_dir``), keyed on the network's identity and the images.
+* Everything a metric needs (feature network, reference images, classifier checkpoint) is found
+  BEFORE sampling (``sample_metric_prerequisites``): a missing piece is a one-line ``UserError``.
 * bits/dim: probability-flow ODE on ``eval.bpd.n_points`` test points (``metrics/likelihood.py``);
-  per-sample values in ``bpd_per_sample.npz``.
-* ``eval.classifier_ckpt=PATH``: FID in the time-dependent classifier's feature space at t = eps,
-  its IS, and its accuracy on labelled (class-guided) samples.
+  ``eval.bpd.n_probes`` Hutchinson probes give each value's standard error; per-sample values
+  (``bpd``, ``bpd_se``) in ``bpd_per_sample.npz``.
+* ``eval.classifier_ckpt=PATH``: FID, KID and precision/recall in the time-dependent classifier's
+  feature space at t = eps (same reference), its IS, and its accuracy on labelled (class-guided) samples.
 Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
 The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
 applies to the generated samples.  With ``task=classifier`` it evaluates a time-dependent classifier
@@ -17,7 +22,6 @@ instead (accuracy over noise levels).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -38,7 +42,8 @@ from ..runtime.rundir import cache_dir, run_dir as current_run_dir
 from ..runtime.setup import Setup, build_data, build_setup, cli_overrides, guided_score
 from ..training.classifier import accuracy_curve
 
-METRICS = ("fid", "is", "bpd")
+METRICS = ("fid", "kid", "pr", "is", "bpd")
+FEATURE_METRICS = ("fid", "kid", "pr")  # one pass of features gives all three
 log = logging.getLogger("sdegen")
 
 
@@ -50,7 +55,7 @@ def wanted_metrics(metric) -> list[str]:
         return list(METRICS)
     bad = [m for m in names if m not in METRICS]
     if bad:
-        raise UserError(f"metric={','.join(bad)} is not known; use fid, is, bpd or all")
+        raise UserError(f"metric={','.join(bad)} is not known; use fid, kid, pr, is, bpd or all")
     return names
 
 
@@ -159,82 +164,124 @@ def reference_x(data, n: int, split: str, seed: int) -> torch.Tensor:
     return torch.as_tensor(x)
 
 
-def fid_is_metrics(cfg, data, samples: dict, wanted, device) -> dict:
-    from ..metrics import fid_is
-    from ..metrics.features import RawFeatures, as_uint8_rgb, load_inception
-
-    ev = cfg.eval
-    kind = ev.features
+def feature_kind(cfg, data) -> str:
+    """``eval.features``: auto is inception for images and raw (model-space coordinates) otherwise."""
+    kind = str(cfg.eval.features)
     if kind == "auto":
         kind = "inception" if getattr(data, "is_image", False) else "raw"
-    out: dict = {"features": kind}
-    n_ref, split, bs = int(ev.ref_size), str(ev.ref_split), int(cfg.batch_size)
+    if kind not in ("inception", "raw"):
+        raise UserError(f"eval.features={kind} is not known; use auto, inception or raw")
+    return kind
+
+
+def is_explicit(metric, name: str) -> bool:
+    """Whether ``metric=`` names ``name`` itself (not through ``all``)."""
+    if OmegaConf.is_list(metric):
+        metric = list(metric)
+    names = [str(m).strip() for m in (metric if isinstance(metric, (list, tuple)) else str(metric).split(","))]
+    return name in names
+
+
+def sample_metric_prerequisites(cfg, data, wanted) -> dict:
+    """Everything the sample metrics need except the samples, checked BEFORE sampling (cheap): the
+    feature network (``resolve_inception``), the reference images and the classifier checkpoint.
+    Raises ``UserError`` saying how to fix it; logs which network and which reference are used."""
+    from ..metrics.inception import FIDELITY_URL, resolve_inception
+    from ..metrics.reference import reference_images
+
+    ev = cfg.eval
+    kind = feature_kind(cfg, data)
+    pre: dict = {"kind": kind}
+    family = any(m in wanted for m in FEATURE_METRICS)
+    if kind == "inception" and (family or "is" in wanted):
+        network, identity = resolve_inception(ev.inception_weights, bool(ev.trust_torchscript),
+                                              logits="is" in wanted, download=bool(ev.inception_download),
+                                              announce=log.info)
+        if "is" in wanted and not identity["has_logits"]:
+            reason = (f"the {identity['network']} has no logits (pool3 only); for IS download {FIDELITY_URL} and pass "
+                      f"eval.inception_weights=PATH, or eval.inception_download=true")
+            if is_explicit(cfg.get("metric", "all"), "is"):
+                raise UserError(f"metric=is: {reason}")
+            pre["is_skipped"] = reason
+            log.info(f"IS skipped: {reason}")
+        pre.update(network=network, identity=identity)
+    if family or "is" in wanted or ev.classifier_ckpt:
+        reference, description = reference_images(data, int(ev.ref_size), split=str(ev.ref_split),
+                                                  seed=int(cfg.seed), mnist_root=ev.mnist_root)
+        log.info(f"reference: {description}")
+        pre.update(reference=reference, reference_description=description)
+    if ev.classifier_ckpt:
+        pre["classifier"] = load_classifier(ev.classifier_ckpt, map_location="cpu")
+    return pre
+
+
+def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
+    """FID, KID, precision/recall (one pass of features; the reference features cached) and IS."""
+    from ..metrics import fid_is
+    from ..metrics.features import RawFeatures, as_uint8_rgb
+    from ..metrics.sample_quality import cached_features, extract_features, feature_metrics, features_cache_file
+
+    ev = cfg.eval
+    kind, bs, split = pre["kind"], int(cfg.batch_size), str(ev.ref_split)
     if kind == "raw":
         fake = samples_model_space(data, samples).double()
-        feature, real_fn = RawFeatures(fake[0].numel()), (lambda: reference_x(data, n_ref, split, cfg.seed).double())
-    elif kind == "inception":
-        fake = as_uint8_rgb(sample_pixels(data, samples))
-        real_fn = (lambda: as_uint8_rgb(data.unscale(reference_x(data, n_ref, split, cfg.seed))))
-        feature = _inception(load_inception, "pool", ev.inception_weights) if "fid" in wanted else None
+        real = pre["reference"]
+        if real.dtype == torch.uint8:  # raw features of images: both sets in model space
+            real = data.scale(real.float() / 255)
+        real = real.double()
+        network, identity = RawFeatures(fake[0].numel()), {"network": "raw coordinates (model space)"}
     else:
-        raise UserError(f"eval.features={kind} is not known; use auto, inception or raw")
-    out["n_samples"] = int(fake.shape[0])
-    if "fid" in wanted:
-        name = kind if kind == "raw" or not ev.inception_weights else f"inception-{Path(ev.inception_weights).stem}"
-        # key the cache on the reference images themselves (cheap to load, unlike their features), so
-        # that two data sets can never share statistics, whatever config they were loaded with
-        real = real_fn()
-        real_fn = (lambda: real)  # noqa: E731
-        digest = hashlib.sha1(real.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
-        key_cfg = {"data_class": type(data).__name__, "reference_sha1": digest}
-        cache = (Path(ev.cache_dir) if ev.get("cache_dir") else cache_dir("fid_ref")) / fid_is.cache_key(type(data).__name__, split, n_ref, name, key_cfg)
-        cached = cache.is_file()
-        log.info(f"FID ({kind} features) against {real.shape[0]} '{split}' samples"
-            + (f" (the split has fewer than eval.ref_size={n_ref})" if real.shape[0] < n_ref else "")
-            + (f", cached in {cache}" if cached else ""))
-        out["n_reference"] = int(real.shape[0])
-        out["fid"] = fid_is.frechet_distance(feature, None, fake, cache_file=cache, real_fn=real_fn,
-                                             batch_size=bs, device=device, progress=True)
+        fake = as_uint8_rgb(sample_pixels(data, samples))
+        real, network, identity = pre["reference"], pre.get("network"), pre.get("identity")
+    out: dict = {"features": kind, "feature_network": identity, "reference": pre["reference_description"],
+                 "n_samples": int(fake.shape[0]), "n_reference": int(real.shape[0])}
+    progress = bool(cfg.get("progress", True))
+    if any(m in wanted for m in FEATURE_METRICS):
+        folder = Path(str(ev.cache_dir)).expanduser() if ev.cache_dir else cache_dir("fid_ref")
+        cache = features_cache_file(folder, f"{type(data).__name__}_{split}", identity, real,
+                                    pre["reference_description"], tag=kind)
+        if not cache.is_file() and kind == "inception":
+            log.info(f"reference features of {real.shape[0]} images (once; about 3 images/s per CPU core), "
+                     f"cached in {cache}")
+        real_features, _ = cached_features(network, real, cache, batch_size=bs, device=device, progress=progress)
+        out.update(feature_metrics(network, None, fake, real_features=real_features, kid_subsets=int(ev.kid_subsets),
+                                   kid_subset_size=ev.kid_subset_size, k=int(ev.pr_k), is_splits=int(ev.is_splits),
+                                   seed=int(cfg.seed), batch_size=bs, device=device, progress=progress))
         out["fid_reference"] = str(cache)
-    if "is" in wanted:
-        from ..metrics.features import is_torchscript
-
-        explicit = "is" in (cfg.metric if isinstance(cfg.metric, (list, tuple)) or OmegaConf.is_list(cfg.metric)
-                            else [cfg.metric])
-        if kind == "inception" and ev.inception_weights and is_torchscript(Path(ev.inception_weights).expanduser()) \
-                and not explicit:
-            logits = None  # metric=all: a pool3-only TorchScript Inception gives FID, not IS; don't fail
-            log.info("IS skipped: the TorchScript Inception has no logits (pass torch-fidelity's .pth for IS; "
-                "eval.classifier_ckpt gives the classifier-space IS)")
-        elif kind == "inception":
-            logits = _inception(load_inception, "logits", ev.inception_weights)
+        if "is" not in wanted:
+            out.pop("is_mean", None), out.pop("is_std", None)
+    if "is" in wanted and "is_mean" not in out:
+        if pre.get("is_skipped"):
+            out["is_skipped"] = pre["is_skipped"]
+        elif kind == "inception":  # IS only: one pass for the logits
+            _, logits = extract_features(network, fake, batch_size=bs, device=device, progress=progress,
+                                         desc="IS logits")
+            out["is_mean"], out["is_std"] = fid_is.inception_score_from_logits(logits, splits=int(ev.is_splits),
+                                                                               seed=int(cfg.seed))
         elif getattr(data, "mixture", None) is not None:  # exact class posterior p(y|x) of the test bed
             mixture = data.mixture
             logits = fid_is.LogitsModule(lambda x: mixture.class_log_posterior(x))
-        else:
-            logits = None
-            log.info("IS skipped: raw features have no classes (use eval.features=inception or eval.classifier_ckpt)")
-        if logits is not None:
             out["is_mean"], out["is_std"] = fid_is.inception_score(logits, fake, splits=int(ev.is_splits),
                                                                    batch_size=bs, device=device, seed=int(cfg.seed))
+        else:
+            out["is_skipped"] = "raw features have no classes (use eval.features=inception or eval.classifier_ckpt)"
+            log.info(f"IS skipped: {out['is_skipped']}")
     return out
 
 
-def _inception(load_inception, kind, weights):
-    """The Inception network; missing or unusable weights are a user fault (one line naming the fix)."""
-    try:
-        return load_inception(kind, weights)
-    except (RuntimeError, OSError) as err:
-        raise UserError(" ".join(str(err).split())) from None
-
-
-def classifier_metrics(cfg, data, samples: dict, device) -> dict:
-    """``eval.classifier_ckpt``: the domain metrics of ``classifier_domain_metrics``."""
+def classifier_metrics(cfg, data, samples: dict, pre: dict, device) -> dict:
+    """``eval.classifier_ckpt``: the domain metrics of ``classifier_domain_metrics`` against the same
+    reference as the Inception metrics (mapped to model space)."""
     ev = cfg.eval
-    classifier, plain = load_classifier(ev.classifier_ckpt, map_location=device)
+    classifier, plain = pre["classifier"]
+    real = pre["reference"]
+    if getattr(data, "is_image", False):
+        real = data.scale(real.float() / 255)
     return classifier_domain_metrics(classifier, data, samples, t=_eps_of(plain, cfg), n_ref=int(ev.ref_size),
                                      split=str(ev.ref_split), seed=int(cfg.seed), batch_size=int(cfg.batch_size),
-                                     splits=int(ev.is_splits), device=device)
+                                     splits=int(ev.is_splits), device=device, real=real,
+                                     kid_subsets=int(ev.kid_subsets), kid_subset_size=ev.kid_subset_size,
+                                     pr_k=int(ev.pr_k))
 
 
 def _eps_of(plain, cfg) -> float:
@@ -245,19 +292,22 @@ def _eps_of(plain, cfg) -> float:
 
 
 def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_ref: int, split: str = "test",
-                              seed: int = 0, batch_size: int = 250, splits: int = 10, device="cpu") -> dict:
-    """The offline domain metric: ``classifier_fid``, ``classifier_is_mean/std`` and, when the
-    samples carry labels (class-guided generation), ``classifier_accuracy``.  Both real and
-    generated data are mapped to model space with ``data.scale`` before the classifier sees them."""
+                              seed: int = 0, batch_size: int = 250, splits: int = 10, device="cpu", real=None,
+                              kid_subsets: int = 100, kid_subset_size=1000, pr_k: int = 3) -> dict:
+    """The offline domain metric: ``classifier_fid``, ``classifier_kid_mean/std``,
+    ``classifier_precision/recall``, ``classifier_is_mean/std`` and, when the samples carry labels
+    (class-guided generation), ``classifier_accuracy``.  Real and generated data are in model space
+    (``data.scale``) when the classifier sees them; ``real`` defaults to ``n_ref`` points of ``split``."""
     from ..metrics import fid_is
-    from ..metrics.features import ClassifierFeatures, infer_num_features
+    from ..metrics.features import ClassifierFeatures
+    from ..metrics.sample_quality import feature_metrics
 
     classifier = classifier.to(device).eval()
-    fake = samples_model_space(data, samples)
-    real = reference_x(data, n_ref, split, seed).float()
+    fake = samples_model_space(data, samples).float()
+    real = (reference_x(data, n_ref, split, seed) if real is None else real).float()
     feats = ClassifierFeatures(classifier, t, "features")
-    infer_num_features(feats, fake.to(device))
-    out = {"classifier_fid": fid_is.frechet_distance(feats, real, fake, batch_size=batch_size, device=device)}
+    out = feature_metrics(feats, real, fake, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, k=pr_k,
+                          seed=seed, batch_size=batch_size, device=device, prefix="classifier_")
     logits = ClassifierFeatures(classifier, t, "logits")
     out["classifier_is_mean"], out["classifier_is_std"] = fid_is.inception_score(
         logits, fake, splits=splits, batch_size=batch_size, device=device, seed=seed)
@@ -270,7 +320,7 @@ def classifier_domain_metrics(classifier, data, samples: dict, *, t: float, n_re
 
 
 def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
-    from ..metrics.likelihood import bpd_of_batch
+    from ..metrics.likelihood import bits_per_dim_se, bpd_of_batch
 
     b = cfg.eval.bpd
     is_image = bool(getattr(setup.data, "is_image", False))
@@ -282,7 +332,7 @@ def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
     g = torch.Generator(device=setup.device).manual_seed(int(cfg.seed))
     solver = dict(trace=b.trace, exact_max_dim=int(b.exact_max_dim), probe=b.probe, n_probes=int(b.n_probes),
                   method=b.method, rtol=float(b.rtol), atol=float(b.atol), eps=b.eps)
-    bpds, logps, nfes = [], [], []
+    bpds, logps, ses, nfes = [], [], [], []
     from tqdm.auto import tqdm
 
     for xb in tqdm(x.split(int(b.batch_size)), desc="bits/dim (PF-ODE)"):
@@ -290,12 +340,16 @@ def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
                                 is_image=is_image,
                                 generator=g, dtype=dtype, **solver)
         bpds.append(bpd.cpu()), logps.append(res.logp.cpu()), nfes.append(res.nfe)
-    bpd, logp = torch.cat(bpds).double(), torch.cat(logps).double()
+        ses.append(bits_per_dim_se(res.logp_se, xb[0].numel()).cpu())
+    bpd, logp, bpd_se = torch.cat(bpds).double(), torch.cat(logps).double(), torch.cat(ses).double()
     check_finite(bpd[:, None], "bits/dim")
-    np.savez(run_dir / "bpd_per_sample.npz", x=x.cpu().numpy(), bpd=bpd.numpy(), logp=logp.numpy(),
-             nfe=np.asarray(nfes))
+    # bpd_se: per-image standard error of the Hutchinson estimate (0: exact trace; NaN: n_probes=1)
+    np.savez(run_dir / "bpd_per_sample.npz", x=x.cpu().numpy(), bpd=bpd.numpy(), bpd_se=bpd_se.numpy(),
+             logp=logp.numpy(), nfe=np.asarray(nfes))
     out = {"bpd": float(bpd.mean()), "bpd_std": float(bpd.std()), "bpd_sem": float(bpd.std() / math.sqrt(len(bpd))),
-           "bpd_n": int(len(bpd)), "bpd_nfe": float(np.mean(nfes))}
+           "bpd_n": int(len(bpd)), "bpd_nfe": float(np.mean(nfes)), "bpd_n_probes": int(b.n_probes)}
+    if bool(torch.isfinite(bpd_se).all()):  # n_probes=1 gives no SE (NaN): the key is left out, not NaN
+        out["bpd_se_rms"] = float(bpd_se.pow(2).mean().sqrt())
     mixture = getattr(setup.data, "mixture", None)
     if mixture is not None and not is_image:  # the test bed: the exact answer, for comparison
         out["bpd_exact"] = float(-mixture.log_prob(x).mean() / (x[0].numel() * math.log(2)))
@@ -303,11 +357,23 @@ def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
 
 
 # --- the command -----------------------------------------------------------------------------------
+def check_metric_options(cfg) -> None:
+    """The ranges of the sample-metric and bits/dim options (the rest: ``runtime.config.check_config``)."""
+    for key, low, optional in (("eval.kid_subsets", 1, False), ("eval.kid_subset_size", 2, True), ("eval.pr_k", 1, False),
+                               ("eval.bpd.n_probes", 1, False)):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserError(f"{key} must be an integer >= {low}, got {value!r}")
+
+
 def evaluate(cfg) -> dict:
     """Compute the requested metrics; returns the metrics dict (also written to metrics.json).
     The score model is built once (for generation and bits/dim); ``samples=`` needs none."""
     torch.manual_seed(int(cfg.seed))
     wanted = wanted_metrics(cfg.get("metric", "all"))
+    check_metric_options(cfg)
     samples_path = cfg.get("samples")
     guidance = str((cfg.get("guidance") or {}).get("name", "none"))
     if samples_path and guidance != "none":
@@ -316,24 +382,27 @@ def evaluate(cfg) -> dict:
     out = current_run_dir(cfg)
     t0 = time.time()
     metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
-    need_samples = "fid" in wanted or "is" in wanted or bool(cfg.eval.classifier_ckpt)
+    sample_wanted = [m for m in wanted if m in (*FEATURE_METRICS, "is")]
+    need_samples = bool(sample_wanted) or bool(cfg.eval.classifier_ckpt)
 
     setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
     device = setup.device if setup is not None else torch.device("cpu")
-    samples = data = None
+    samples = data = pre = None
     if need_samples and samples_path:
         samples = load_samples(Path(samples_path))
         data = samples_data(cfg, Path(samples_path))
         check_samples_fit(samples, data, samples_path)
+        pre = sample_metric_prerequisites(cfg, data, wanted)
     elif need_samples:
+        pre = sample_metric_prerequisites(cfg, setup.data, wanted)  # fail fast: network, reference, classifier
         samples, data = generate_samples(setup, guided_score(cfg, setup), cfg), setup.data
         metrics["sampler_nfe"], metrics["sampler_nfe_total"] = float(samples["nfe"]), int(samples["nfe_total"])
         metrics["sampling_seconds"] = float(samples["seconds"])
 
-    if "fid" in wanted or "is" in wanted:
-        metrics.update(fid_is_metrics(cfg, data, samples, wanted, device))
+    if sample_wanted:
+        metrics.update(sample_metrics(cfg, data, samples, wanted, pre, device))
     if cfg.eval.classifier_ckpt:
-        metrics.update(classifier_metrics(cfg, data, samples, device))
+        metrics.update(classifier_metrics(cfg, data, samples, pre, device))
     out.mkdir(parents=True, exist_ok=True)
     if "bpd" in wanted:
         metrics.update(bpd_metrics(cfg, setup, out))
@@ -346,7 +415,8 @@ def evaluate(cfg) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     log_metrics(cfg, out, metrics, prefix="eval/")
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
-             if k in ("fid", "is_mean", "is_std", "bpd", "bpd_exact", "bpd_nfe", "classifier_fid", "classifier_accuracy")}
+             if k in ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "bpd", "bpd_se_rms",
+                      "bpd_exact", "bpd_nfe", "classifier_fid", "classifier_kid_mean", "classifier_accuracy")}
     log.info(f"{shown} -> {out / 'metrics.json'}")
     return metrics
 

@@ -4,7 +4,7 @@ FID (Heusel et al. 2017) = ||μ_r − μ_g||² + Tr(Σ_r + Σ_g − 2 (Σ_r Σ_g
 to features of real and generated images: torchmetrics' ``FrechetInceptionDistance`` with any
 feature module (see ``features.py``).  The real side (feature sum, sum of outer products, count:
 torchmetrics' own state) is computed once per (data set, split, size, feature network) and cached
-as a ``.pt`` file under ``outputs/cache/fid_ref/``.
+as a ``.pt`` file under ``$SDEGEN_CACHE/fid_ref/`` (``runtime.rundir.cache_dir``; or ``eval.cache_dir``).
 
 IS (Salimans et al. 2016) = exp E_x KL(p(y|x) || p(y)), mean and std over ``splits`` splits:
 torchmetrics' ``InceptionScore`` with a logits module.

