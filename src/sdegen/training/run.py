@@ -51,6 +51,10 @@ def finish_wandb(loggers) -> None:
 def main(cfg: DictConfig, run_dir=None):
     """Train; returns a summary dict (run folder, last checkpoint, steps, seconds, last losses)."""
     run_dir = Path(run_dir) if run_dir is not None else current_run_dir()
+    if cfg.get("threads"):  # intra-op threads: 1 keeps a shared CPU from thrashing (scripts/bench_train.py --threads)
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
 
     ckpt_path = None
