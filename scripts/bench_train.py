@@ -5,6 +5,13 @@ with the same model, loss, batch, optimiser, gradient clipping, EMA and device.
 
 Prints images/s of both, their ratio (target ≥ 0.9) and peak memory (CUDA: max allocated; CPU: peak
 RSS of the process, cumulative, so only an upper bound for the second run).
+
+    python scripts/bench_train.py --recipe "" --recipe "model.patch_size=1 model.channels=[16,32,64]" \
+        --threads 1 2 [--steps 50]
+
+times the plain loop of the scorenet for each recipe (space-separated config overrides) at each torch
+thread count and prints ms per step: the per-step cost behind equal-cost recipe comparisons and the
+``threads`` default.
 """
 
 from __future__ import annotations
@@ -108,6 +115,20 @@ def bench_plain(model_name, batch, steps, warmup, device, overrides):
     return steps * batch / (time.perf_counter() - start), peak_memory_mb(device)
 
 
+def bench_recipes(recipes, threads, batch, steps, warmup):
+    rows = []
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for recipe in recipes:
+            torch.manual_seed(0)
+            images_per_s, _ = bench_plain("scorenet", batch, steps, warmup, torch.device("cpu"), recipe.split())
+            rows.append((n_threads, recipe or "(default)", 1000 * batch / images_per_s))
+            print(f"threads {n_threads}  {rows[-1][1]:<60}{rows[-1][2]:>8.0f} ms/step", flush=True)
+    print(f"\n| threads | recipe | batch | ms/step |\n|---|---|---|---|")
+    for n_threads, recipe, ms in rows:
+        print(f"| {n_threads} | {recipe} | {batch} | {ms:.0f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["scorenet", "ncsnpp"])
@@ -116,7 +137,13 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--ncsnpp-nf", type=int, default=None, help="override model.nf (default: the config's; 32 on CPU)")
+    p.add_argument("--recipe", action="append", default=None,
+                   help="config overrides of one scorenet recipe (repeat); prints ms/step per recipe and thread count")
+    p.add_argument("--threads", type=int, nargs="+", default=None)
     args = p.parse_args()
+    if args.recipe is not None:
+        return bench_recipes(args.recipe, args.threads or [torch.get_num_threads()], args.batch or 64, args.steps,
+                             args.warmup)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     rows = []

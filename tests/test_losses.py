@@ -108,3 +108,41 @@ def test_importance_sampling_reduces_variance_and_weightings_agree():
     assert summed.item() == pytest.approx(4 * mean.item(), rel=1e-9)
     with pytest.raises(ValueError, match="weighting"):
         DSMLoss(sde, "nope")
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_edm_weighting_closed_form_and_noise_distribution(name):
+    """weighting=edm: ln(σ/α) of the drawn times is N(p_mean, p_std²) (clamped to the SDE's range), the
+    per-time loss of the exact score of N(μ, s²) data is (σ̃² + σ_d²)/σ_d² · α²s²/(α²s² + σ²), and the
+    exact score minimises it on the multiscale mixture."""
+    sde, s, sd = SDES[name](), 0.5, 0.5
+    loss = DSMLoss(sde, "edm", sigma_data=sd, p_mean=-1.2, p_std=1.2)
+    t = loss.sample_t(200_000, generator=torch.Generator().manual_seed(0)).double()
+    assert t.min() >= sde.eps - 1e-9 and t.max() <= sde.T + 1e-6
+    log_sigma_tilde = torch.log(sde.marginal_std(t) / sde.alpha(t))
+    lo, hi = (float(torch.log(sde.marginal_std(torch.tensor(v, dtype=torch.float64))
+                              / sde.alpha(torch.tensor(v, dtype=torch.float64)))) for v in (sde.eps, sde.T))
+    for q in (-2.5, -1.2, 0.0):  # P(ln σ̃ ≤ q) = Φ((q − p_mean)/p_std) inside the range
+        if lo < q < hi:
+            expected = 0.5 * (1 + math.erf((q + 1.2) / (1.2 * math.sqrt(2))))
+            assert (log_sigma_tilde <= q).double().mean().item() == pytest.approx(expected, abs=0.005)
+
+    mixture = single_gaussian(std=s)
+    score = GMMScore(mixture, sde)
+    n = 100_000
+    x0, _ = mixture.sample(n, generator=torch.Generator().manual_seed(1))
+    t_fix = torch.full((n,), 0.3, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    value = dsm_per_sample(score, sde, x0.double(), t_fix, noise, weighting="edm", sigma_data=sd)
+    a2s2, sigma = sde.alpha(t_fix[0]) ** 2 * s**2, sde.marginal_std(t_fix[0])
+    weight = ((sigma / sde.alpha(t_fix[0])) ** 2 + sd**2) / sd**2
+    assert value.mean().item() == pytest.approx((weight * a2s2 / (a2s2 + sigma**2)).item(), rel=0.01)
+
+    multi = GaussianMixture.multiscale(4, (1, 4, 4), 0.03, 0.5, seed=0)
+    exact = GMMScore(multi, sde)
+    g = torch.Generator().manual_seed(4)
+    x0 = multi.sample(20_000, generator=g)[0].double()
+    t, noise = loss.sample_t(20_000, generator=g).double(), torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    base = dsm_per_sample(exact, sde, x0, t, noise, weighting="edm").mean()
+    for scale in (0.95, 1.05):
+        assert dsm_per_sample(lambda x, tt, c=scale: c * exact(x, tt), sde, x0, t, noise, weighting="edm").mean() > base

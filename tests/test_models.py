@@ -61,6 +61,35 @@ def test_output_is_minus_eps_over_sigma(name):
     assert torch.allclose(seen["c"], expected_c, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("model", list(TINY))
+def test_edm_preconditioning_is_a_score(name, model):
+    """preconditioning=edm: D = c_skip x̃ + c_out F(c_in x̃, ¼ ln σ̃) in x̃ = x/α, σ̃ = σ/α, returned as
+    s = (α D − x)/σ².  A zero body gives the exact score of data N(0, σ_d² I), −x/(σ² + α²σ_d²); a body
+    that returns F gives that plus α σ_d F/(σ √(σ² + α²σ_d²)); the body sees c_in x̃ and c_noise."""
+    sde, sd = SDES[name](), 0.7
+    net = TINY[model](sde, (1, 4, 4), preconditioning="edm", sigma_data=sd).double()
+    x, t = torch.randn(3, 1, 4, 4, dtype=torch.float64), torch.tensor([0.02, 0.5, 0.97], dtype=torch.float64)
+    sigma, alpha = sde.marginal_std(t).reshape(-1, 1, 1, 1), sde.alpha(t).reshape(-1, 1, 1, 1)
+    gaussian_score = -x / (sigma**2 + alpha**2 * sd**2)
+    assert torch.allclose(net(x, t), gaussian_score, rtol=1e-10)  # zero-initialised output layer
+    seen, F = {}, torch.randn(3, 1, 4, 4, dtype=torch.float64)
+
+    def body(x_in, c_noise, label):
+        seen["x_in"], seen["c"] = x_in, c_noise
+        return F
+
+    net.body = body
+    sigma_t, c_in = sigma / alpha, 1 / torch.sqrt((sigma / alpha) ** 2 + sd**2)
+    c_skip, c_out = sd**2 / (sigma_t**2 + sd**2), sigma_t * sd * c_in
+    denoised = c_skip * x / alpha + c_out * F  # Karras et al. 2022, Eq. 7 and Table 1
+    assert torch.allclose(net(x, t), (alpha * denoised - x) / sigma**2, rtol=1e-8)
+    assert torch.allclose(seen["x_in"], c_in * x / alpha, rtol=1e-10)
+    assert torch.allclose(seen["c"], 0.25 * torch.log(sigma_t.flatten()), rtol=1e-10)
+    with pytest.raises(ValueError, match="preconditioning"):
+        TINY[model](sde, (1, 4, 4), preconditioning="x1")
+
+
 @pytest.mark.parametrize("model", list(TINY))
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 4, 4), (1, 6, 10)])
 def test_shapes_and_conditioning(model, shape):

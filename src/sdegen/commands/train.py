@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf, open_dict
 
@@ -76,7 +77,8 @@ def trainer_kwargs(cfg) -> dict:
 def main(cfg, run_dir=None):
     """Train; returns a summary dict (run folder, last checkpoint, steps, seconds, last losses)."""
     run_dir = Path(run_dir) if run_dir is not None else current_run_dir(cfg)
-    # (issue 11: cfg.threads is applied here, first)
+    if cfg.get("threads"):  # intra-op threads: 1 keeps a shared CPU from thrashing (scripts/bench_train.py --threads)
+        torch.set_num_threads(int(cfg.threads))
     ckpt_path = None
     if cfg.get("resume"):
         ckpt_path, checkpoint = find_checkpoint(cfg.resume, kind=None)

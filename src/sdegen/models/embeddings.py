@@ -10,6 +10,21 @@ keeps the input at unit scale for every SDE (it is 1 for VP and ≈ 1/σ for VE,
 σ_max = 50); set ``input_scaling: false`` for the raw input.  The noise conditioning ``c_noise`` is
 ``t`` itself (``time_input: t``, Song et al. 2021 — for VP/sub-VP) or log σ(t) (``time_input:
 log_sigma``, NCSN/NCSN++ — the natural variable for VE); ``auto`` picks log σ for VE and t otherwise.
+
+``preconditioning: edm`` (Karras et al. 2022, Table 1, written for any linear SDE through the scaled
+variables x̃ = x/α, σ̃ = σ/α, so that x̃ = x_0 + σ̃ ε is a VE process for VE, VP and sub-VP alike):
+the body predicts a mix of x_0 and ε and the denoiser is
+
+    D(x̃, σ̃) = c_skip x̃ + c_out F(c_in x̃, c_noise),
+    c_skip = σ_d²/(σ̃² + σ_d²),  c_out = σ̃ σ_d/√(σ̃² + σ_d²),  c_in = 1/√(σ̃² + σ_d²),  c_noise = ¼ ln σ̃,
+
+returned as a score through Tweedie's formula, s = (α D − x)/σ².  In the original variables
+c_in x̃ = x/r with r = √(σ² + α²σ_d²), and
+
+    s_θ(x, t) = −x/r² + α σ_d F/(σ r),
+
+so a zero body gives s = −x/(σ² + α²σ_d²), the exact score of data N(0, σ_d² I).  The body's
+regression target then has unit variance at every noise level (Karras et al. 2022, App. B.6).
 """
 
 from __future__ import annotations
@@ -79,6 +94,9 @@ def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
+PRECONDITIONINGS = ("eps", "edm")
+
+
 class ScoreNetwork(nn.Module):
     """Base class: turns a body ``self.body(x_in, c_noise, label_emb) -> −ε̂`` into a score model
     with the signature of ``GMMScore``: ``forward(x, t, y=None) -> ∇_x log p_t(x [| y])``.
@@ -86,21 +104,31 @@ class ScoreNetwork(nn.Module):
     Subclasses build ``self.body`` and set ``self.label_embed`` (or None).
     """
 
-    def __init__(self, sde, shape, num_classes: int = 0, *, time_input: str = "auto", input_scaling: bool = True):
+    def __init__(self, sde, shape, num_classes: int = 0, *, time_input: str = "auto", input_scaling: bool = True,
+                 preconditioning: str = "eps", sigma_data: float = 0.5):
         super().__init__()
         self.sde = sde
         self.shape = tuple(int(s) for s in shape)
         self.num_classes = int(num_classes)
+        if preconditioning not in PRECONDITIONINGS:
+            raise ValueError(f"model.preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
+        self.preconditioning, self.sigma_data = preconditioning, float(sigma_data)
         if time_input == "auto":
-            time_input = "log_sigma" if getattr(sde, "name", "") == "ve" else "t"
-        if time_input not in ("t", "log_sigma"):
-            raise ValueError(f"time_input must be 't', 'log_sigma' or 'auto', got {time_input!r}")
+            if preconditioning == "edm":
+                time_input = "edm"
+            else:
+                time_input = "log_sigma" if getattr(sde, "name", "") == "ve" else "t"
+        if time_input not in ("t", "log_sigma", "edm"):
+            raise ValueError(f"time_input must be 't', 'log_sigma', 'edm' or 'auto', got {time_input!r}")
         self.time_input, self.input_scaling = time_input, bool(input_scaling)
 
     def noise_conditioning(self, t: torch.Tensor) -> torch.Tensor:
         if self.time_input == "t":
             return t
-        return torch.log(self.sde.marginal_std(t).clamp_min(1e-12))
+        sigma = self.sde.marginal_std(t).clamp_min(1e-12)
+        if self.time_input == "edm":  # c_noise = ¼ ln σ̃, σ̃ = σ/α
+            return 0.25 * (torch.log(sigma) - torch.log(self.sde.alpha(t)))
+        return torch.log(sigma)
 
     def forward(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -108,11 +136,16 @@ class ScoreNetwork(nn.Module):
             t = t.expand(x.shape[0])
         sigma = self.sde.marginal_std(t).to(x.dtype)
         shape = (-1,) + (1,) * (x.ndim - 1)
+        label = self.label_embed(y, x.shape[0], x.device) if self.label_embed is not None else None
+        if self.preconditioning == "edm":
+            alpha = self.sde.alpha(t).to(x.dtype)
+            r = torch.sqrt(sigma**2 + (alpha * self.sigma_data) ** 2).reshape(shape)  # α √(σ̃² + σ_d²)
+            out = self.body(x / r, self.noise_conditioning(t).to(x.dtype), label)
+            return -x / r**2 + (alpha * self.sigma_data / sigma).reshape(shape) * out / r
         if self.input_scaling:
             alpha = self.sde.alpha(t).to(x.dtype)
             x_in = x / torch.sqrt(alpha**2 + sigma**2).reshape(shape)
         else:
             x_in = x
-        label = self.label_embed(y, x.shape[0], x.device) if self.label_embed is not None else None
         minus_eps = self.body(x_in, self.noise_conditioning(t).to(x.dtype), label)
         return minus_eps / sigma.reshape(shape)

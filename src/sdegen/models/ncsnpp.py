@@ -89,11 +89,12 @@ class NCSNpp(ScoreNetwork):
 
     def __init__(self, sde, data=None, *, shape=None, num_classes=None, nf=64, ch_mult=(1, 2, 2, 2),
                  num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, embedding="auto", fourier_scale=16.0,
-                 skip_rescale=True, conditional=False, class_dropout=0.1, time_input="auto", input_scaling=True, **_):
+                 skip_rescale=True, conditional=False, class_dropout=0.1, time_input="auto", input_scaling=True,
+                 preconditioning="eps", sigma_data=0.5, **_):
         shape = tuple(shape if shape is not None else data.shape)
         num_classes = int(num_classes if num_classes is not None else getattr(data, "num_classes", 0) or 0)
         super().__init__(sde, shape, num_classes if conditional else 0, time_input=time_input,
-                         input_scaling=input_scaling)
+                         input_scaling=input_scaling, preconditioning=preconditioning, sigma_data=sigma_data)
         if embedding == "auto":
             embedding = "fourier" if getattr(sde, "name", "") == "ve" else "sinusoidal"
         # score_sde: Fourier features of log σ (VE) / sinusoidal features of 999 t (VP)

@@ -48,11 +48,11 @@ class ScoreNet(ScoreNetwork):
 
     def __init__(self, sde, data=None, *, shape=None, num_classes=None, channels=(32, 64, 128), embed_dim=128,
                  fourier_scale=16.0, embedding="fourier", conditional=False, class_dropout=0.1,
-                 time_input="auto", input_scaling=True, patch_size=1, **_):
+                 time_input="auto", input_scaling=True, preconditioning="eps", sigma_data=0.5, patch_size=1, **_):
         shape = tuple(shape if shape is not None else data.shape)
         num_classes = int(num_classes if num_classes is not None else getattr(data, "num_classes", 0) or 0)
         super().__init__(sde, shape, num_classes if conditional else 0, time_input=time_input,
-                         input_scaling=input_scaling)
+                         input_scaling=input_scaling, preconditioning=preconditioning, sigma_data=sigma_data)
         channels = [int(c) for c in channels]
         self.patch_size = int(patch_size)
         c_img = shape[0] * self.patch_size**2  # space-to-depth: p×p patches become channels

@@ -150,7 +150,7 @@ def check_config(cfg, command: str) -> None:
     check_task(cfg, command)
     for key in ("n_samples", "batch_size", "eval.bpd.n_points", "eval.bpd.batch_size", "eval.is_splits",
                 "eval.ref_size", "task.resample", "val_every", "trainer.max_steps", "checkpoint.every_n_steps",
-                "sample_grid.n_samples", "task.eval.n_points", "task.eval.n_times"):
+                "sample_grid.n_samples", "task.eval.n_points", "task.eval.n_times", "threads"):
         low = 0 if key == "sample_grid.n_samples" else 1
         if key == "trainer.max_steps" and OmegaConf.select(cfg, key, default=None) == -1:
             continue  # Lightning's "no limit" (max_time or max_epochs stop the run)

@@ -120,16 +120,55 @@ class FusedEMAWeightAveraging(EMAWeightAveraging):
         self.update_starting_at_epoch = None
 
 
-def ema_weight_averaging(decay: float, start_step=None, every_n_steps: int = 1):
+def sigma_rel_to_gamma(sigma_rel: float) -> float:
+    """The exponent γ of the power-function EMA whose averaging profile has relative width
+    σ_rel = √((γ+1)/((γ+2)²(γ+3))) (Karras et al. 2024, EDM2, Eq. 3); e.g. 0.05 → 16.97, 0.10 → 6.94."""
+    if not 0 < sigma_rel < 12 ** -0.5:
+        raise ValueError(f"ema.sigma_rel must lie in (0, {12 ** -0.5:.3f}), got {sigma_rel}")
+    width = lambda g: ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5  # noqa: E731 - decreasing in γ ≥ 0
+    lo, hi = 0.0, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if width(mid) > sigma_rel else (lo, mid)
+    return (lo + hi) / 2
+
+
+def power_ema_multi_avg_fn(gamma: float):
+    """EDM2's power-function EMA (Karras et al. 2024, Eq. 2): at the t-th averaged model (t = 1, 2, ...)
+    β_t = (1 − 1/t)^(γ+1), so the average weighs the model of step τ by ≈ τ^γ: its length grows with
+    the run (a fixed fraction σ_rel of it) instead of a fixed half-life.  γ = 0 is the plain running mean."""
+
+    @torch.no_grad()
+    def update(ema_params, current_params, n_averaged):
+        t = int(n_averaged) + 1  # AveragedModel copies the first model and then calls with n = 1, 2, ...
+        beta = (1.0 - 1.0 / t) ** (gamma + 1.0)
+        torch._foreach_lerp_(ema_params, current_params, 1.0 - beta)
+
+    return update
+
+
+class PowerEMAWeightAveraging(FusedEMAWeightAveraging):
+    """``EMAWeightAveraging`` with the power-function profile of ``power_ema_multi_avg_fn``."""
+
+    def __init__(self, sigma_rel: float = 0.1, update_starting_at_step=None, update_every_n_steps: int = 1):
+        WeightAveraging.__init__(self, multi_avg_fn=power_ema_multi_avg_fn(sigma_rel_to_gamma(sigma_rel)))
+        self.sigma_rel, self.decay = float(sigma_rel), None
+        self.update_every_n_steps, self.update_starting_at_step = int(update_every_n_steps), update_starting_at_step
+        self.update_starting_at_epoch = None
+
+
+def ema_weight_averaging(decay: float | None, start_step=None, every_n_steps: int = 1, sigma_rel: float | None = None):
+    if sigma_rel:
+        return PowerEMAWeightAveraging(float(sigma_rel), start_step, every_n_steps)
     return FusedEMAWeightAveraging(decay, start_step, every_n_steps)
 
 
 def build_callbacks(cfg, run_dir: Path) -> list:
     callbacks: list = []
     ema = cfg.get("ema") or {}
-    if ema.get("decay"):
-        callbacks.append(ema_weight_averaging(float(ema["decay"]), ema.get("start_step"),
-                                              int(ema.get("every_n_steps", 1))))
+    if ema.get("decay") or ema.get("sigma_rel"):
+        callbacks.append(ema_weight_averaging(float(ema.get("decay") or 0), ema.get("start_step"),
+                                              int(ema.get("every_n_steps", 1)), ema.get("sigma_rel")))
     sample_cfg = cfg.get("sample_grid") or {}
     if int(sample_cfg.get("every_n_steps", 0) or 0) > 0 or sample_cfg.get("at_end", True):
         from omegaconf import OmegaConf
