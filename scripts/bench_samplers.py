@@ -7,7 +7,8 @@ sampler × SDE, on several mixtures (the ones the defaults were tuned on and hel
 
 Gap = (E_samples[log p] − E_data[log p]) / D in nats/dim (``sdegen.metrics.gap``), with its standard
 error (printed; ≈ 0.002 at the default n = 20,000 for 16-d mixtures, 10,000 above; the step sweeps
-use half that, and the 1000-step EM / PC runs 5,000 to keep the CPU time moderate).  Negative = over-dispersed (noise left in the samples),
+use half that, and the 1000-step EM / PC runs 5,000 to keep the CPU time moderate).
+Negative = over-dispersed (noise left in the samples),
 positive = over-concentrated.  The within-component sliced W2 / noise floor ("sw", 1.00 = as good
 as exact samples; see tests/test_samplers.py for why within-component) is kept in the JSON.
 Writes outputs/bench/samplers.{md,json,png} (and with --figure docs/figures/bench_samplers.png).
@@ -65,7 +66,8 @@ DEFAULTS = (
      ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "ode", "em", "pc")]
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
-        {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01, "start_noise": None})]
+        {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,
+         "start_noise": None})]
 )
 QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
          "dpm_solver_sde (default)", "ode (default)"}
@@ -133,7 +135,8 @@ def markdown_tables(rows):
         sdes = list(dict.fromkeys(r["sde"] for r in sub))
         cell = {(r["sde"], r["setting"]): r for r in sub}
         ses = sorted(r["se"] for r in sub if math.isfinite(r["se"]))
-        out += [f"**{mixture}** — log-likelihood gap (nats/dim; median SE {ses[len(ses) // 2]:.4f}), NFE in brackets", "",
+        median_se = ses[len(ses) // 2]
+        out += [f"**{mixture}** — log-likelihood gap (nats/dim; median SE {median_se:.4f}), NFE in brackets", "",
                 "| sampler | " + " | ".join(sdes) + " | max abs |", "|---|" + "---|" * (len(sdes) + 1)]
         for s in dict.fromkeys(r["setting"] for r in sub):
             rs = [cell.get((d, s)) for d in sdes]

@@ -259,8 +259,9 @@ def test_deterministic_for_a_seed(mixture, name):
 def test_unknown_options_are_clear_errors(mixture):
     sde = SDES["vp-linear"]
     for name, options in (("pc", {"predictor": "leapfrog"}), ("pc", {"corrector": "hmc"}), ("ode", {"method": "rk45"}),
-                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"}), ("unipc", {"variant": "bh3"}),
-                          ("unipc", {"order": 4}), ("dpm_solver_singlestep", {"order": 4}), ("dpm_solver_sde", {"order": 3})):
+                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"}),
+                          ("unipc", {"variant": "bh3"}), ("unipc", {"order": 4}), ("dpm_solver_singlestep", {"order": 4}),
+                          ("dpm_solver_sde", {"order": 3})):
         with pytest.raises(ValueError):
             sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
 
@@ -399,7 +400,8 @@ def test_dopri5_matches_the_analytic_solution():
     sde = SDES["subvp-cosine"]
     model = GMMScore(gaussian(), sde)
     x_T = torch.randn(64, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sde.prior_std
-    x = sample(sampler_cfg("ode", denoise=False, eps=0.01, end_noise=None, start_noise=None), model, sde, x_T.shape, x_init=x_T.clone()).x
+    cfg = sampler_cfg("ode", denoise=False, eps=0.01, end_noise=None, start_noise=None)
+    x = sample(cfg, model, sde, x_T.shape, x_init=x_T.clone()).x
     torch.testing.assert_close(x, pf_ode_solution(sde, x_T, sde.T, 0.01), rtol=0, atol=2e-4)
 
 
