@@ -18,3 +18,21 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (see shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Tests that run ``sdegen.cli.main`` in-process let Hydra configure the root logger with handlers that
+    write to that test's captured stderr; restore the handlers so later tests never log to a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
