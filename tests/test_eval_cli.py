@@ -38,6 +38,13 @@ def test_eval_fid_is_of_a_samples_file(tmp_path):
     # IS of exact samples = exp(I(x; y)) ≤ K, close to K for well-separated components
     assert 2.5 < m["is_mean"] <= data.num_classes
     assert list((tmp_path / "cache").glob("GMMDataModule_test_2000_raw_*.pt"))
+    # exact samples: log-likelihood gap 0 within 4 SE; over-dispersed samples (deviations × 1.1 about their
+    # component means) give the closed form −(1.1² − 1)/2 = −0.105 nats/dim
+    assert abs(m["gap"]) < 4 * m["gap_se"] and 0 < m["gap_se"] < 0.02
+    means = data.mixture.means[data.mixture.component_log_probs(x).argmax(1)].reshape(x.shape)
+    np.savez(tmp_path / "wide.npz", x=(means + 1.1 * (x - means)).numpy())
+    _, wide = run_eval(tmp_path, f"samples={tmp_path / 'wide.npz'}", "metric=fid", "eval.ref_size=2000")
+    assert wide["gap"] == pytest.approx(-0.105, abs=4 * wide["gap_se"] + 0.01)
     # a collapsed sample set (all points at one mean) is far away
     np.savez(tmp_path / "samples.npz", x=np.repeat(x[:1].numpy(), 1000, 0) * 0 + data.mixture.means[0].reshape(1, 1, 4, 4).numpy())
     _, bad = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000")

@@ -219,6 +219,7 @@ def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
     """FID, KID, precision/recall (one pass of features; the reference features cached) and IS."""
     from ..metrics import fid_is
     from ..metrics.features import RawFeatures, as_uint8_rgb
+    from ..metrics.gap import log_likelihood_gap
     from ..metrics.sample_quality import cached_features, extract_features, feature_metrics, features_cache_file
 
     ev = cfg.eval
@@ -266,6 +267,10 @@ def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
         else:
             out["is_skipped"] = "raw features have no classes (use eval.features=inception or eval.classifier_ckpt)"
             log.info(f"IS skipped: {out['is_skipped']}")
+    mixture = getattr(data, "mixture", None)
+    if mixture is not None and not getattr(data, "is_image", False):  # the test bed: exact log-likelihood gap
+        gap = log_likelihood_gap(mixture, fake, seed=int(cfg.seed))
+        out["gap"], out["gap_se"] = gap.gap, gap.se
     return out
 
 
@@ -416,7 +421,7 @@ def evaluate(cfg) -> dict:
     log_metrics(cfg, out, metrics, prefix="eval/")
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if k in ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "bpd", "bpd_se_rms",
-                      "bpd_exact", "bpd_nfe", "classifier_fid", "classifier_kid_mean", "classifier_accuracy")}
+                      "bpd_exact", "bpd_nfe", "gap", "gap_se", "classifier_fid", "classifier_kid_mean", "classifier_accuracy")}
     log.info(f"{shown} -> {out / 'metrics.json'}")
     return metrics
 
