@@ -110,7 +110,11 @@ def test_wandb_offline_without_key(tmp_path, monkeypatch, caplog):
     assert len(lines) == 1 and lines[0].startswith("W&B offline: no W&B API key") and "wandb sync" in lines[0]
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    blob = runs[0].read_bytes()
+    # W&B's service process writes the run file asynchronously: `finish()` can return before the last
+    # records are on disk (seen on a loaded machine), so give it a bounded moment
+    deadline = time.monotonic() + 30
+    while not (b"train/loss" in (blob := runs[0].read_bytes()) and b"val/loss" in blob) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert b"train/loss" in blob and b"val/loss" in blob
     assert list((tmp_path / "wandb").glob("offline-run-*/files/media/images/samples_*.png"))
 
