@@ -40,6 +40,9 @@ def inputs(tmp_path_factory):
              shape=np.array([1, 2, 2]))
     (d / "emptyfolder").mkdir()
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": Payload(d / "PWNED")}, d / "payload.pth")
+    from sdegen.metrics.judge import DigitJudge
+
+    torch.save(DigitJudge().state_dict(), d / "judge.pt")  # random weights: only its presence matters here
     (d / "sample_run").mkdir()
     np.savez(d / "sample_run" / "samples.npz", x=np.zeros((8, 1, 28, 28), np.float32))
     # a score checkpoint (tiny ScoreNet, untrained) and a classifier checkpoint, in the format of `sdegen train`
@@ -119,6 +122,17 @@ CASES = [
      r"payload\.pth is not a plain state dict of tensors: refused without running it \(Unsupported global: GLOBAL"),
     ("eval ckpt={d}/score metric=is n_samples=2 sampler.steps=1",
      r"metric=is: the inception-v3-tf-2015-12-05 \(TorchScript default_1\.pt .*\) has no logits"),
+    # eval.judge (the MNIST digit judge): file, MNIST test digits and 28×28 digits, checked before sampling;
+    # a pickle payload given as the judge is refused unrun
+    ("eval eval.judge={d}/nowhere.pt", r"eval\.judge=.*nowhere\.pt: no such file; train the judge with "
+                                       r"`python scripts/digit_judge\.py train`"),
+    ("eval eval.judge={d}/judge.pt", r"eval\.judge needs eval\.mnist_root .* give eval\.mnist_root=\.\./shared/data"),
+    ("eval eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere",
+     r"eval\.judge scores 28×28 single-channel digits, but the data \(GMMDataModule\) have shape \(1, 4, 4\)"),
+    ("eval ckpt={d}/score eval.judge={d}/payload.pth eval.mnist_root={d}/nowhere n_samples=2",
+     r"eval\.judge=.*payload\.pth: .*payload\.pth is not a digit judge's state dict \(UnpicklingError.*refused without running it"),
+    ("eval ckpt={d}/score eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere n_samples=2",
+     r"eval\.mnist_root=.*nowhere: no MNIST test split there"),
     ("report {d}/emptyfolder", r"no runs \(folders with \.hydra/config\.yaml\) under"),
 ]
 

@@ -71,3 +71,61 @@ def test_idx_reader_and_judge_figures(tmp_path):
     assert fig["frechet"] == pytest.approx(0.0, abs=1e-8)
     assert fig["copies"] == 10 and fig["nn_min"] == pytest.approx(0.0, abs=1e-6)
     assert sum(fig["class_counts"]) == 40
+
+
+# --- `sdegen eval eval.judge=...` (issue 11 item 2) ------------------------------------------------------
+def write_idx(path, array: np.ndarray) -> None:
+    """An MNIST-format IDX file (uint8: magic 0 0 8 ndim, big-endian dims, then the bytes)."""
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + b"".join(int(v).to_bytes(4, "big") for v in array.shape)
+                     + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fake_mnist_root(root, test_images: np.ndarray):
+    """A torchvision root whose MNIST/raw test split is ``test_images`` (the train files exist too:
+    torchvision checks all four)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    labels = np.arange(len(test_images), dtype=np.uint8) % 10
+    for prefix in ("train", "t10k"):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", test_images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+def test_eval_reports_the_judge_figures(tmp_path):
+    """samples= of 40 embedded training digits, the fake MNIST test split = the same 40 digits: the judge's
+    Fréchet is ≈ 0 (a set against itself), every sample is a copy (NN distance 0), and a random-weight
+    judge loaded from a plain state dict gives figures in range; the same numbers as judge_figures."""
+    import json
+
+    from sdegen import cli
+    from sdegen.data.mnist import EmbeddedMNISTDataModule
+
+    train = np.asarray(EmbeddedMNISTDataModule().load_split("train")[0])
+    digits = train[:40]
+    root = fake_mnist_root(tmp_path / "data", digits)
+    torch.manual_seed(0)
+    torch.save(J.DigitJudge().state_dict(), tmp_path / "judge.pt")
+    np.savez(tmp_path / "samples.npz", images=digits[..., None])
+    run_dir = tmp_path / "run"
+    cli.main(["sdegen", "eval", f"samples={tmp_path / 'samples.npz'}", "data=mnist_embedded", "metric=fid",
+              "eval.features=raw", f"eval.mnist_root={root}", f"eval.judge={tmp_path / 'judge.pt'}",
+              f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={run_dir}"])
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["judge_frechet"] == pytest.approx(0.0, abs=1e-6)
+    assert m["judge_copies"] == m["judge_n"] == 40 and m["judge_nn_min"] == pytest.approx(0.0, abs=1e-6)
+    assert m["judge_nn_median"] == pytest.approx(0.0, abs=1e-6)
+    assert 0 <= m["judge_confident"] <= 1 and 0 <= m["judge_balance"] <= 1 and sum(m["judge_class_counts"]) == 40
+    assert "40 MNIST test digits" in m["judge"] and "4,500 EmbeddedMNISTDataModule training digits" in m["judge"]
+    assert m["n_reference"] == 40  # the FID reference is the same fake test split
+    # the same figures as the library (and scripts/digit_judge.py score) for other digits
+    np.savez(tmp_path / "other.npz", images=train[100:140][..., None])
+    cli.main(["sdegen", "eval", f"samples={tmp_path / 'other.npz'}", "data=mnist_embedded", "metric=fid",
+              "eval.features=raw", f"eval.mnist_root={root}", f"eval.judge={tmp_path / 'judge.pt'}",
+              f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={tmp_path / 'other'}"])
+    other = json.loads((tmp_path / "other" / "metrics.json").read_text())
+    judge = J.load_judge(tmp_path / "judge.pt")
+    ref = J.gaussian_stats(judge.embed(J.to_unit_nchw(digits))[0])
+    fig = J.judge_figures(judge, J.to_unit_nchw(train[100:140]), ref, J.to_unit_nchw(train))
+    assert other["judge_frechet"] == pytest.approx(fig["frechet"], rel=1e-9) and other["judge_frechet"] > 1e-3
+    assert other["judge_copies"] == fig["copies"] == 40  # also training digits

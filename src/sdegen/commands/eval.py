@@ -14,6 +14,10 @@
   (``bpd``, ``bpd_se``) in ``bpd_per_sample.npz``.
 * ``eval.classifier_ckpt=PATH``: FID, KID and precision/recall in the time-dependent classifier's
   feature space at t = eps (same reference), its IS, and its accuracy on labelled (class-guided) samples.
+* ``eval.judge=PATH`` (MNIST, with ``eval.mnist_root``): the digit judge's figures (``metrics/judge.py``,
+  ``scripts/digit_judge.py``): ``judge_frechet`` against the 10k MNIST test digits (whatever
+  ``eval.ref_size``), ``judge_confident``, ``judge_balance``, and the nearest-training-digit distances
+  ``judge_nn_min``, ``judge_nn_median`` and ``judge_copies`` against the data module's training digits.
 Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
 The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
 applies to the generated samples.  With ``task=classifier`` it evaluates a time-dependent classifier
@@ -192,6 +196,8 @@ def sample_metric_prerequisites(cfg, data, wanted) -> dict:
     ev = cfg.eval
     kind = feature_kind(cfg, data)
     pre: dict = {"kind": kind}
+    if ev.get("judge"):
+        pre.update(judge_prerequisites(cfg, data))
     family = any(m in wanted for m in FEATURE_METRICS)
     if kind == "inception" and (family or "is" in wanted):
         network, identity = resolve_inception(ev.inception_weights, bool(ev.trust_torchscript),
@@ -213,6 +219,51 @@ def sample_metric_prerequisites(cfg, data, wanted) -> dict:
     if ev.classifier_ckpt:
         pre["classifier"] = load_classifier(ev.classifier_ckpt, map_location="cpu")
     return pre
+
+
+def judge_prerequisites(cfg, data) -> dict:
+    """``eval.judge``: the judge network (``weights_only`` load), the 10k MNIST test digits of
+    ``eval.mnist_root`` and the data module's training digits, checked before sampling."""
+    from ..metrics import judge as J
+    from ..metrics.reference import load_mnist_test
+
+    ev = cfg.eval
+    path = Path(str(ev.judge)).expanduser()
+    if not path.is_file():
+        raise UserError(f"eval.judge={ev.judge}: no such file; train the judge with `python scripts/digit_judge.py "
+                        f"train` (writes outputs/judge/digit_judge.pt), or drop eval.judge")
+    if not ev.mnist_root:
+        raise UserError("eval.judge needs eval.mnist_root (the judge's Fréchet is against the 10k MNIST test digits): "
+                        "give eval.mnist_root=../shared/data (a torchvision root holding MNIST/raw)")
+    shape = tuple(getattr(data, "shape", ()))
+    if shape != (1, 28, 28) or not hasattr(data, "load_split"):
+        raise UserError(f"eval.judge scores 28×28 single-channel digits, but the data ({type(data).__name__}) have shape "
+                        f"{shape}; use it with data=mnist_embedded or data=mnist, or drop eval.judge")
+    try:
+        judge = J.load_judge(path)
+    except UserError as err:
+        raise UserError(f"eval.judge={ev.judge}: {err}") from None
+    test = load_mnist_test(ev.mnist_root)
+    train = data.load_split("train")[0]  # all training digits (data.limit only shortens a debug run's epochs)
+    log.info(f"digit judge {path}: Fréchet against the {test.shape[0]:,} MNIST test digits of {ev.mnist_root}, "
+             f"nearest neighbours among the {len(train):,} training digits of {type(data).__name__}")
+    return {"judge": judge, "judge_test": test, "judge_train": train,
+            "judge_description": f"{path}; Fréchet against {test.shape[0]:,} MNIST test digits ({ev.mnist_root}); "
+                                 f"nearest neighbours among {len(train):,} {type(data).__name__} training digits"}
+
+
+def judge_metrics(data, samples: dict, pre: dict) -> dict:
+    """The digit judge's figures of the samples (``judge_figures``), keys prefixed ``judge_``."""
+    from ..metrics import judge as J
+
+    judge = pre["judge"]
+    ref_stats = J.gaussian_stats(judge.embed(J.to_unit_nchw(pre["judge_test"]))[0])
+    x = J.to_unit_nchw(sample_pixels(data, samples))
+    fig = J.judge_figures(judge, x, ref_stats, J.to_unit_nchw(pre["judge_train"]))
+    out = {f"judge_{k}": fig[k] for k in ("frechet", "confident", "balance", "nn_min", "nn_p01", "nn_median", "copies",
+                                          "class_counts")}
+    out.update(judge_n=fig["n"], judge=pre["judge_description"], judge_copy_threshold=J.COPY_THRESHOLD)
+    return out
 
 
 def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
@@ -388,7 +439,7 @@ def evaluate(cfg) -> dict:
     t0 = time.time()
     metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
     sample_wanted = [m for m in wanted if m in (*FEATURE_METRICS, "is")]
-    need_samples = bool(sample_wanted) or bool(cfg.eval.classifier_ckpt)
+    need_samples = bool(sample_wanted) or bool(cfg.eval.classifier_ckpt) or bool(cfg.eval.get("judge"))
 
     setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
     device = setup.device if setup is not None else torch.device("cpu")
@@ -408,6 +459,8 @@ def evaluate(cfg) -> dict:
         metrics.update(sample_metrics(cfg, data, samples, wanted, pre, device))
     if cfg.eval.classifier_ckpt:
         metrics.update(classifier_metrics(cfg, data, samples, pre, device))
+    if cfg.eval.get("judge"):
+        metrics.update(judge_metrics(data, samples, pre))
     out.mkdir(parents=True, exist_ok=True)
     if "bpd" in wanted:
         metrics.update(bpd_metrics(cfg, setup, out))
@@ -421,7 +474,9 @@ def evaluate(cfg) -> dict:
     log_metrics(cfg, out, metrics, prefix="eval/")
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if k in ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "bpd", "bpd_se_rms",
-                      "bpd_exact", "bpd_nfe", "gap", "gap_se", "classifier_fid", "classifier_kid_mean", "classifier_accuracy")}
+                      "bpd_exact", "bpd_nfe", "gap", "gap_se", "classifier_fid", "classifier_kid_mean", "classifier_accuracy",
+                      "judge_frechet", "judge_confident", "judge_balance", "judge_nn_min", "judge_nn_median",
+                      "judge_copies")}
     log.info(f"{shown} -> {out / 'metrics.json'}")
     return metrics
 

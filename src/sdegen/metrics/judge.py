@@ -106,7 +106,14 @@ def load_judge(path: str | Path) -> DigitJudge:
 
         raise UserError(f"no digit judge at {path}: train one with `python scripts/digit_judge.py train`")
     judge = DigitJudge()
-    judge.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        judge.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - a pickle payload, a corrupt file or another network's weights
+        from ..errors import UserError
+
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+        raise UserError(f"{path} is not a digit judge's state dict ({type(err).__name__}: {reason}); refused without "
+                        f"running it; train one with `python scripts/digit_judge.py train`") from None
     return judge.eval()
 
 
