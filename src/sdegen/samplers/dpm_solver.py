@@ -21,6 +21,17 @@ from .base import CountingScore, SampleResult, run_steps
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
 
 
+def check_solver(name: str, algorithm: str, order) -> tuple[int, bool]:
+    """``(order, data_prediction)`` of an exponential-integrator solver's options (DPM-Solver, UniPC):
+    ``algorithm`` dpmsolver (noise prediction) or dpmsolver++ (data prediction), order 1, 2 or 3."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown {name} algorithm {algorithm!r}; choose dpmsolver (noise) or dpmsolver++ (data)")
+    order = int(order)
+    if order not in (1, 2, 3):
+        raise ValueError(f"{name} order must be 1, 2 or 3, got {order}")
+    return order, algorithm == "dpmsolver++"
+
+
 def _coefficients(sde, t):
     t = torch.as_tensor(t, dtype=torch.float64)
     log_alpha, std = float(sde.log_alpha(t)), float(sde.marginal_std(t))
@@ -83,11 +94,7 @@ def sample_dpm_solver(score_fn, sde, x, timesteps, *, step_hook=None, generator=
     time is never needed): NFE = steps (+1 with denoise); a step_hook's changes are seen by the
     next evaluation, and RePaint resampling re-evaluates each redone step.
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown DPM-Solver algorithm {algorithm!r}; choose one of {ALGORITHMS}")
-    order = int(order)
-    if order not in (1, 2, 3):
-        raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
+    order, _ = check_solver("DPM-Solver", algorithm, order)
     score = CountingScore(score_fn)
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
     n_steps = len(timesteps) - 1

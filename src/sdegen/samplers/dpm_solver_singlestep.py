@@ -21,7 +21,7 @@ import math
 import torch
 
 from .base import CountingScore, SampleResult, run_steps
-from .dpm_solver import ALGORITHMS, _coefficients
+from .dpm_solver import _coefficients, check_solver
 
 
 def sample_dpm_solver_singlestep(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0,
@@ -32,12 +32,7 @@ def sample_dpm_solver_singlestep(score_fn, sde, x, timesteps, *, step_hook=None,
     ``order`` 1 is DDIM; 2 and 3 are the paper's DPM-Solver-2 and -3 (Lu et al. 2022, Alg. 1, with
     r_1 = 1/2, resp. r_1 = 1/3, r_2 = 2/3).  ``algorithm``: dpmsolver (noise prediction, the
     paper's) or dpmsolver++ (data prediction)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown DPM-Solver algorithm {algorithm!r}; choose one of {ALGORITHMS}")
-    order = int(order)
-    if order not in (1, 2, 3):
-        raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
-    data_prediction = algorithm == "dpmsolver++"
+    order, data_prediction = check_solver("DPM-Solver", algorithm, order)
     score = CountingScore(score_fn)
 
     def at_log_snr(lam):

@@ -23,7 +23,7 @@ import math
 import torch
 
 from .base import CountingScore, SampleResult, run_steps
-from .dpm_solver import _coefficients
+from .dpm_solver import _coefficients, check_solver
 
 VARIANTS = ("bh1", "bh2")
 
@@ -63,12 +63,7 @@ def sample_unipc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None,
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown UniPC variant {variant!r}; choose one of {VARIANTS}")
-    if algorithm not in ("dpmsolver", "dpmsolver++"):
-        raise ValueError(f"unknown UniPC algorithm {algorithm!r}; choose dpmsolver (noise) or dpmsolver++ (data)")
-    order = int(order)
-    if order not in (1, 2, 3):
-        raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
-    data_prediction = algorithm == "dpmsolver++"
+    order, data_prediction = check_solver("UniPC", algorithm, order)
     score = CountingScore(score_fn)
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
     n_steps = len(timesteps) - 1
