@@ -10,6 +10,8 @@ checkpoint as plain data (``checkpoint["sdegen"]``), so ``load_score_model`` nee
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 
 import hydra.utils
@@ -55,6 +57,24 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
+
+
+def lr_multiplier(step, *, warmup=0, decay="none", decay_start=0.5, total=0):
+    """Learning-rate factor at optimizer step ``step``: a linear warm-up over ``warmup`` steps, then
+    constant, then (``decay`` = ``linear`` | ``cosine``) a decay to zero between ``decay_start`` × ``total``
+    and ``total`` steps (``total`` = trainer.max_steps).  The decay anneals the weights the EMA averages."""
+    factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if decay == "none" or total <= 0:
+        return factor
+    begin = decay_start * total
+    if step <= begin:
+        return factor
+    progress = min(1.0, (step - begin) / max(total - begin, 1.0))
+    if decay == "linear":
+        return factor * (1.0 - progress)
+    if decay == "cosine":
+        return factor * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"optim.decay must be none, linear or cosine, got {decay!r}")
 
 class ScoreModule(L.LightningModule):
     """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``."""
@@ -102,9 +122,13 @@ class ScoreModule(L.LightningModule):
         lr, warmup = float(optim.get("lr", 2e-4)), int(optim.get("warmup", 0))
         opt = torch.optim.Adam(self.parameters(), lr=lr, betas=tuple(optim.get("betas", (0.9, 0.999))),
                                eps=float(optim.get("eps", 1e-8)), weight_decay=float(optim.get("weight_decay", 0.0)))
-        if warmup <= 0:
+        decay = str(optim.get("decay") or "none")
+        total = int(self.trainer.max_steps) if self.trainer is not None and self.trainer.max_steps > 0 else 0
+        if warmup <= 0 and (decay == "none" or total <= 0):
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        schedule = functools.partial(lr_multiplier, warmup=warmup, decay=decay,
+                                     decay_start=float(optim.get("decay_start", 0.5)), total=total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- checkpoints: plain-data config and RNG state ----------------------------------------
