@@ -76,6 +76,8 @@ CASES = [
     ("sample +trainer.max_steps=3", r"\+trainer\.max_steps=3 adds a key that `sdegen sample` does not read"),
     ("train +trainer.max_stepz=3 debug=fast", r"trainer\.max_stepz is not an argument of lightning\.Trainer"),
     ("train model.chanels=[8]", r"model\.chanels is not a config key"),
+    ("train optim.decay=exp", r"optim\.decay must be none, linear or cosine, got 'exp'"),
+    ("train optim.decay_start=1.5", r"optim\.decay_start must be a fraction of trainer\.max_steps in \[0, 1\)"),
     ("train +model.chanels=[8] debug=fast", r"model\.chanels is not an argument of ScoreNet; valid: channels"),
     ("sample sde=foo", r"sde=foo is not a valid choice; valid sde values: subvp, ve, vp"),
     ("sample sde=ve schedule=cosine", r"sde=ve uses its geometric"),

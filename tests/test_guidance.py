@@ -196,3 +196,51 @@ def test_classifier_free_guidance_sharpens_a_trained_conditional_model():
                        generator=torch.Generator().manual_seed(1)).x
         accuracy[w] = float((mixture.class_log_posterior(x).argmax(1) == labels).double().mean())
     assert accuracy[2.0] > accuracy[0.0] + 0.05, accuracy
+
+
+def test_random_labels_sample_each_component_with_the_drawn_label(mixture):
+    """``guidance.label=random`` with CFG at w = 0 on exact conditional scores: each sample lands in the
+    component of its own drawn label, and the labels are uniform over the K classes (binomial check)."""
+    from sdegen.guidance.labels import RANDOM, LabelSource
+    from sdegen.runtime.generation import generate
+
+    sde = VPSDE(LinearSchedule())
+    model = GMMScore(mixture, sde)
+    guided = apply_guidance({"name": "cfg", "label": "random", "scale": 0.0}, model, sde, GMMDataModule())
+    assert guided.label_source.random
+    setup = type("Setup", (), {"sde": sde, "shape": (1, 4, 4), "device": "cpu"})()
+    gen = generate(setup, guided, few_step_cfg("em", 100), 800, batch_size=300,
+                   generator=torch.Generator().manual_seed(0), progress=False)
+    assert gen.labels is not None and gen.labels.shape == (800,)
+    found = mixture.class_log_posterior(gen.x.double()).argmax(1)
+    assert (found == gen.labels).double().mean() > 0.99
+    counts = torch.bincount(gen.labels, minlength=4).double()
+    assert ((counts - 200).abs() < 4 * math.sqrt(800 * 0.25 * 0.75)).all(), counts
+    # the labels of a batch stay fixed across its score calls and are reproducible from the seed
+    source = LabelSource(RANDOM, 4)
+    first = source.start_batch(50, torch.Generator().manual_seed(3))
+    assert torch.equal(source.for_batch(50), first)
+    assert torch.equal(LabelSource(RANDOM, 4).start_batch(50, torch.Generator().manual_seed(3)), first)
+    with pytest.raises(RuntimeError, match="start_batch"):
+        LabelSource(RANDOM, 4).for_batch(5)
+    with pytest.raises(ValueError, match="random needs data with classes"):
+        resolve_labels("random", 0)
+
+
+def test_guidance_none_on_a_conditional_network_samples_the_label_marginal():
+    """``guidance=none`` keeps an unconditional model as is; a class-conditional network gets random
+    labels at w = 0 (the marginal Σ_y p(y) p(x | y)), scale −1 is its null-label score."""
+    from sdegen.models.scorenet import ScoreNet
+
+    sde = VPSDE(LinearSchedule())
+    plain = ScoreNet(sde, shape=(1, 8, 8), num_classes=10, channels=(8, 16), embed_dim=16)
+    assert apply_guidance({"name": "none"}, plain, sde) is plain
+    cond = ScoreNet(sde, shape=(1, 8, 8), num_classes=10, channels=(8, 16), embed_dim=16, conditional=True).eval()
+    guided = apply_guidance({"name": "none"}, cond, sde)
+    assert guided.label_source.random and guided.scale == 0.0
+    x, t = torch.randn(6, 1, 8, 8), torch.full((6,), 0.5)
+    y = guided.start_batch(6, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(guided(x, t), cond(x, t, y))
+    null = apply_guidance({"name": "cfg", "label": "random", "scale": -1.0}, cond, sde)
+    null.start_batch(6, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(null(x, t), cond(x, t, None))

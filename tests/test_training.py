@@ -2,6 +2,7 @@
 multirun, DDP on CPU and a SIGKILL'd run that resumes."""
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -171,3 +172,23 @@ def test_sigkill_then_resume_loses_at_most_one_interval(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     steps = [int(r["step"]) for r in metrics(resumed) if r.get("train/loss")]
     assert steps == [saved, saved + 1]
+
+
+def test_lr_multiplier_warmup_and_decay_closed_forms():
+    """Warm-up ramps linearly to 1; the decay holds 1 until decay_start × total, then falls to 0 at
+    total (cosine: ½(1 + cos πp), linear: 1 − p)."""
+    from sdegen.training.module import lr_multiplier
+
+    assert lr_multiplier(0, warmup=10) == pytest.approx(0.1)
+    assert lr_multiplier(4, warmup=10) == pytest.approx(0.5)
+    assert lr_multiplier(500, warmup=10) == 1.0
+    kw = dict(warmup=10, decay_start=0.5, total=1000)
+    assert lr_multiplier(500, decay="cosine", **kw) == pytest.approx(1.0)
+    assert lr_multiplier(750, decay="cosine", **kw) == pytest.approx(0.5)
+    assert lr_multiplier(1000, decay="cosine", **kw) == pytest.approx(0.0, abs=1e-12)
+    assert lr_multiplier(600, decay="cosine", **kw) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.2)))
+    assert lr_multiplier(600, decay="linear", **kw) == pytest.approx(0.8)
+    assert lr_multiplier(900, decay="none", **kw) == 1.0
+    assert lr_multiplier(3, decay="linear", warmup=10, decay_start=0.0, total=10) == pytest.approx(0.4 * 0.7)
+    with pytest.raises(ValueError, match="optim.decay"):
+        lr_multiplier(600, decay="exp", **kw)

@@ -14,17 +14,20 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .labels import batch_labels, resolve_labels
+from .labels import LabelSource, resolve_labels
 
 
 class ClassifierFreeGuidedScore:
     def __init__(self, score_fn, y, scale: float = 0.0):
         self.score_fn = score_fn
-        self.labels = [int(v) for v in torch.as_tensor(y).reshape(-1).tolist()]
+        self.label_source = y if isinstance(y, LabelSource) else LabelSource(y)
         self.scale = float(scale)
 
+    def start_batch(self, batch_size, generator=None, device=None):
+        return self.label_source.start_batch(batch_size, generator, device)
+
     def batch_labels(self, batch_size, device=None):
-        return batch_labels(self.labels, batch_size, device)
+        return self.label_source.for_batch(batch_size, device)
 
     def __call__(self, x, t):
         y = self.batch_labels(x.shape[0], x.device)
@@ -48,4 +51,4 @@ def build(guidance_cfg, score_model, sde=None, data=None, device="cpu", classifi
         raise UserError("guidance=cfg needs a class-conditional score model: train it with "
                         "model.conditional=true model.class_dropout=0.1 (or use model=gmm)")
     labels = resolve_labels(cfg.get("label"), num_classes)
-    return classifier_free_guidance(score_model, labels, float(cfg.get("scale", 1.0)))
+    return classifier_free_guidance(score_model, LabelSource(labels, num_classes), float(cfg.get("scale", 1.0)))

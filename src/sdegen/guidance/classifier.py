@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .labels import batch_labels, resolve_labels
+from .labels import LabelSource, resolve_labels
 
 
 def class_log_prob_gradient(log_posterior_fn, x, t, y):
@@ -37,11 +37,14 @@ class ClassifierGuidedScore:
 
     def __init__(self, score_fn, log_posterior_fn, y, scale: float = 1.0):
         self.score_fn, self.log_posterior_fn = score_fn, log_posterior_fn
-        self.labels = [int(v) for v in torch.as_tensor(y).reshape(-1).tolist()]
+        self.label_source = y if isinstance(y, LabelSource) else LabelSource(y)
         self.scale = float(scale)
 
+    def start_batch(self, batch_size, generator=None, device=None):
+        return self.label_source.start_batch(batch_size, generator, device)
+
     def batch_labels(self, batch_size, device=None):
-        return batch_labels(self.labels, batch_size, device)
+        return self.label_source.for_batch(batch_size, device)
 
     def __call__(self, x, t):
         score = self.score_fn(x, t)
@@ -84,4 +87,4 @@ def build(guidance_cfg, score_model, sde, data=None, device="cpu", classifier=No
     else:
         raise UserError("guidance=classifier needs guidance.classifier_ckpt=PATH "
                         "(a checkpoint of `sdegen train task=classifier`); only model=gmm has an exact posterior")
-    return classifier_guidance(score_model, log_posterior, labels, float(cfg.get("scale", 1.0)))
+    return classifier_guidance(score_model, log_posterior, LabelSource(labels, num_classes), float(cfg.get("scale", 1.0)))

@@ -164,3 +164,9 @@ def check_config(cfg, command: str) -> None:
     lr = OmegaConf.select(cfg, "optim.lr", default=None)
     if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise UserError(f"optim.lr must be a finite number > 0, got {lr!r}")
+    decay = OmegaConf.select(cfg, "optim.decay", default=None)
+    if decay is not None and str(decay) not in ("none", "linear", "cosine"):
+        raise UserError(f"optim.decay must be none, linear or cosine, got {decay!r}")
+    decay_start = OmegaConf.select(cfg, "optim.decay_start", default=None)
+    if decay_start is not None and not (isinstance(decay_start, (int, float)) and 0 <= decay_start < 1):
+        raise UserError(f"optim.decay_start must be a fraction of trainer.max_steps in [0, 1), got {decay_start!r}")

@@ -49,6 +49,8 @@ def generate(setup, score_fn, sampler_cfg, n: int, *, batch_size: int, generator
     batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
     with torch.no_grad():
         for b, size in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) == 1)):
+            if hasattr(score_fn, "start_batch"):  # per-batch class labels of guided sampling
+                score_fn.start_batch(size, generator=generator, device=setup.device)
             result = samplers.sample(sampler_cfg, score_fn, setup.sde, (size, *setup.shape), step_hook=step_hook,
                                      generator=generator, device=setup.device,
                                      snapshot_every=snapshot_every if b == 0 else 0, progress=progress)
