@@ -244,3 +244,12 @@ def test_guidance_none_on_a_conditional_network_samples_the_label_marginal():
     null = apply_guidance({"name": "cfg", "label": "random", "scale": -1.0}, cond, sde)
     null.start_batch(6, torch.Generator().manual_seed(0))
     torch.testing.assert_close(null(x, t), cond(x, t, None))
+
+
+def test_classifier_free_guidance_counts_two_network_evaluations_per_step(mixture):
+    sde = VPSDE(LinearSchedule())
+    model = GMMScore(mixture, sde)
+    cfg = {"_target_": "sdegen.samplers.em.sample_em", "steps": 7}
+    plain = sample(cfg, classifier_free_guidance(model, 1, 0.0), sde, (4, 1, 4, 4)).nfe
+    guided = sample(cfg, classifier_free_guidance(model, 1, 2.0), sde, (4, 1, 4, 4)).nfe
+    assert plain == 8 and guided == 2 * plain

@@ -23,6 +23,11 @@ class ClassifierFreeGuidedScore:
         self.label_source = y if isinstance(y, LabelSource) else LabelSource(y)
         self.scale = float(scale)
 
+    @property
+    def network_evaluations(self) -> int:
+        """Network calls per score call (the sampler's NFE counts them): 2 unless w = 0."""
+        return 1 if self.scale == 0 else 2
+
     def start_batch(self, batch_size, generator=None, device=None):
         return self.label_source.start_batch(batch_size, generator, device)
 

@@ -34,7 +34,8 @@ class SampleResult:
 
 
 class CountingScore:
-    """Wraps a score function, broadcasting scalar t to the batch and counting evaluations."""
+    """Wraps a score function, broadcasting scalar t to the batch and counting network evaluations
+    (a score function with ``network_evaluations`` = k, e.g. classifier-free guidance's 2, counts k per call)."""
 
     def __init__(self, score_fn: ScoreFn):
         self.score_fn = score_fn
@@ -44,7 +45,7 @@ class CountingScore:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        self.nfe += 1
+        self.nfe += int(getattr(self.score_fn, "network_evaluations", 1))
         return self.score_fn(x, t)
 
 
