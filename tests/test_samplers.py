@@ -117,6 +117,29 @@ def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overri
     check_gap(mixture, result.x, data_logp)
 
 
+#: the 10-NFE recipe (docs/samplers.md, "10 NFE"): 9 DPM-Solver-3 steps from σ/α = 10 to 0.004, no
+#: lower-order final steps, + the Tweedie step
+TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.004, options={"lower_order_final": False})
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
+    """``sampler=dpm_solver sampler.steps=9 sampler.start_noise=10 sampler.end_noise=0.004
+    +sampler.lower_order_final=false``: exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
+    result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, **TEN_NFE)
+    assert result.nfe == 10
+    check_gap(mixture, result.x, data_logp)
+
+
+def test_heun_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
+    """The documented limit: EDM's Heun at 35 NFE (17 steps + the final Euler/Tweedie step) leaves
+    gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the component stds), refused by the check."""
+    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17)
+    assert result.nfe == 35
+    with pytest.raises(AssertionError, match="log-likelihood gap"):
+        check_gap(mixture, result.x, data_logp)
+
+
 def test_the_gap_check_has_power(mixture, data_logp):
     """The previous dpm_solver default (++2M, 20 steps ending at σ/α = 0.01 without denoising)
     leaves its last noise in the samples: gap ≈ −0.02, which the check refuses."""
