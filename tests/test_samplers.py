@@ -125,7 +125,7 @@ TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.004, options={"lower_order_f
 @pytest.mark.parametrize("sde_name", SDES)
 def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
     """``sampler=dpm_solver sampler.steps=9 sampler.start_noise=10 sampler.end_noise=0.004
-    +sampler.lower_order_final=false``: exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
+    sampler.lower_order_final=false``: exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
     result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, **TEN_NFE)
     assert result.nfe == 10
     check_gap(mixture, result.x, data_logp)
