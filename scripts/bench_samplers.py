@@ -68,7 +68,7 @@ DEFAULTS = (
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0})]
     # the 10-NFE recipe (docs/samplers.md): 9 steps from σ/α = 10 to 0.004, order 3 to the end, + Tweedie
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
-    + [("heun 35 NFE (17 steps)", "heun", {"steps": 17})]
+    + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
         {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,
          "start_noise": None})]

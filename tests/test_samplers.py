@@ -132,9 +132,10 @@ def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
 
 
 def test_heun_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
-    """The documented limit: EDM's Heun at 35 NFE (17 steps + the final Euler/Tweedie step) leaves
-    gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the component stds), refused by the check."""
-    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17)
+    """The documented limit: EDM's Heun at 35 NFE (17 log-SNR steps to σ/α = 0.002 + the final
+    Euler/Tweedie step) leaves gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the component
+    stds), refused by the check."""
+    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr")
     assert result.nfe == 35
     with pytest.raises(AssertionError, match="log-likelihood gap"):
         check_gap(mixture, result.x, data_logp)
@@ -307,7 +308,7 @@ def test_config_typos_and_bad_ranges_are_user_errors(mixture, name):
 
 # --- grids --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sde_name", SDES)
-@pytest.mark.parametrize("kind", ["uniform", "logsnr", "edm"])
+@pytest.mark.parametrize("kind", ["uniform", "logsnr", "edm", "shifted"])
 def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
     sde = SDES[sde_name]
     grid = time_grid(sde, 25, 1e-3, kind)
@@ -318,6 +319,9 @@ def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
         torch.testing.assert_close(lam.diff(), lam.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
     if kind == "edm":  # (σ/α)^{1/7} equally spaced
         r = torch.exp(-lam) ** (1 / 7)
+        torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
+    if kind == "shifted":  # (σ/α + 0.1)^{−1/3} equally spaced
+        r = (torch.exp(-lam) + 0.1) ** (-1 / 3)
         torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
 
 
