@@ -65,7 +65,7 @@ TEN_NFE_LABEL = "dpm_solver 10 NFE (steps 9, start 10, end 0.004)"
 DEFAULTS = (
     [(f"{name} (default)", name, {}) for name in
      ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "ode", "em", "pc")]
-    + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0})]
+    + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
     # the 10-NFE recipe (docs/samplers.md): 9 steps from σ/α = 10 to 0.004, order 3 to the end, + Tweedie
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
     + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
