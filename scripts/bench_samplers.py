@@ -60,17 +60,21 @@ SWEEPS = (
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300)]
     + [("ode rk4 10", "ode", {"steps": 10, "method": "rk4"}), ("ode rk4 25", "ode", {"steps": 25, "method": "rk4"})]
 )
+TEN_NFE_LABEL = "dpm_solver 10 NFE (steps 9, start 10, end 0.004)"
 #: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
 DEFAULTS = (
     [(f"{name} (default)", name, {}) for name in
      ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "ode", "em", "pc")]
-    + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0})]
+    + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
+    # the 10-NFE recipe (docs/samplers.md): 9 steps from σ/α = 10 to 0.004, order 3 to the end, + Tweedie
+    + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
+    + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
         {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,
          "start_noise": None})]
 )
 QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
-         "dpm_solver_sde (default)", "ode (default)"}
+         "dpm_solver_sde (default)", "ode (default)", TEN_NFE_LABEL}
 
 
 def sampler_cfg(name, overrides):
@@ -153,7 +157,8 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    swept = [r for r in rows if "default" not in r["setting"] and "churn" not in r["setting"] and not r["guided"]]
+    swept = [r for r in rows if "default" not in r["setting"] and "churn" not in r["setting"]
+             and "NFE" not in r["setting"] and not r["guided"]]
     mixtures = list(dict.fromkeys(r["mixture"] for r in swept))
     if not mixtures:
         return
@@ -240,7 +245,7 @@ def main():
                 if not wanted(name):
                     continue
                 mixture = GaussianMixture.multiscale(**spec)
-                guided = [s for s in DEFAULTS if s[1] in ("dpm_solver", "unipc", "heun", "em")]
+                guided = [s for s in DEFAULTS if s[1] in ("dpm_solver", "unipc", "heun", "em") and "NFE" not in s[0]]
                 run(f"{name} guided y=2", mixture, guided, sdes, size(mixture), rows, guided_label=2, sw=False,
                     n_slow=args.n_slow)
     out = Path(args.out)

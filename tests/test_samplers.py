@@ -111,10 +111,35 @@ def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
 
 
 @pytest.mark.parametrize("sde_name", ["ve", "subvp-linear"])
-@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0}), ("dpm_solver_sde", {})])
+@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002}),
+                                            ("dpm_solver_sde", {})])
 def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overrides, sde_name):
     result = draw(name, sde_name, mixture, 8000, seed=2, **overrides)
     check_gap(mixture, result.x, data_logp)
+
+
+#: the 10-NFE recipe (docs/samplers.md, "10 NFE"): 9 DPM-Solver-3 steps from σ/α = 10 to 0.004, no
+#: lower-order final steps, + the Tweedie step
+TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.004, options={"lower_order_final": False})
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
+    """``sampler=dpm_solver sampler.steps=9 sampler.start_noise=10 sampler.end_noise=0.004
+    sampler.lower_order_final=false``: exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
+    result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, **TEN_NFE)
+    assert result.nfe == 10
+    check_gap(mixture, result.x, data_logp)
+
+
+def test_heun_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
+    """The documented limit: EDM's Heun at 35 NFE (17 log-SNR steps to σ/α = 0.002 + the final
+    Euler/Tweedie step) leaves gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the component
+    stds), refused by the check."""
+    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr")
+    assert result.nfe == 35
+    with pytest.raises(AssertionError, match="log-likelihood gap"):
+        check_gap(mixture, result.x, data_logp)
 
 
 def test_the_gap_check_has_power(mixture, data_logp):
@@ -284,7 +309,7 @@ def test_config_typos_and_bad_ranges_are_user_errors(mixture, name):
 
 # --- grids --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sde_name", SDES)
-@pytest.mark.parametrize("kind", ["uniform", "logsnr", "edm"])
+@pytest.mark.parametrize("kind", ["uniform", "logsnr", "edm", "shifted"])
 def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
     sde = SDES[sde_name]
     grid = time_grid(sde, 25, 1e-3, kind)
@@ -295,6 +320,9 @@ def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
         torch.testing.assert_close(lam.diff(), lam.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
     if kind == "edm":  # (σ/α)^{1/7} equally spaced
         r = torch.exp(-lam) ** (1 / 7)
+        torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
+    if kind == "shifted":  # (σ/α + 0.1)^{−1/3} equally spaced
+        r = (torch.exp(-lam) + 0.1) ** (-1 / 3)
         torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
 
 
