@@ -50,7 +50,7 @@ def inputs(tmp_path_factory):
     from sdegen.training.module import ScoreModule, data_info
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["debug=fast", "data.limit=16"])
+        cfg = compose("train", overrides=["debug=fast", "data.limit=16", "model.conditional=false"])
         clf_cfg = compose("train", overrides=["debug=fast", "task=classifier", "data=gmm"])
     import hydra.utils
 
