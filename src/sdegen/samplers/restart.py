@@ -51,7 +51,7 @@ def _intervals(restarts, main_ratios):
 
 
 def sample_restart(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-                   denoise=True, progress=False, restarts=((2, 2, 0.06, 0.30),), rho=7.0,
+                   denoise=True, progress=False, restarts=((3, 4, 0.1, 1.0),), rho=7.0,
                    s_noise=1.0) -> SampleResult:
     """Xu et al. 2023, Alg. 1: Heun ODE steps on the main grid plus restart intervals
     ``restarts = [[n, K, s_min, s_max], ...]`` (σ/α).  NFE = 2 · steps + Σ 2 n K (+1 with denoise).
