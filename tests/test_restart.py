@@ -51,7 +51,8 @@ def test_nfe_is_exact_and_every_ode_landing_is_hooked(mixture, sde_name):
     main = [t for t in hooked[:-1] if t in grid]
     # each restart grid point is revisited once per pass: K extra landings there
     log_r = [math.log(ratio(sde, t)) for t in grid]
-    at = {k: min(range(1, len(grid)), key=lambda j: abs(log_r[j] - math.log(s))) for k, (_, _, s, _) in enumerate(restarts)}
+    at = {k: min(range(1, len(grid)), key=lambda j: abs(log_r[j] - math.log(s)))
+          for k, (_, _, s, _) in enumerate(restarts)}
     expected_main = []
     for j in range(1, len(grid)):
         expected_main += [grid[j]] * (1 + sum(restarts[k][1] for k in at if at[k] == j))
