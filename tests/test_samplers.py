@@ -32,7 +32,7 @@ from sdegen.samplers.grids import time_grid
 from sdegen.sde import standard_sdes
 
 SDES = standard_sdes()
-SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun", "unipc", "dpm_solver_singlestep", "dpm_solver_sde")
+SAMPLERS = ("em", "pc", "ode", "dpm_solver", "heun", "unipc", "dpm_solver_singlestep", "dpm_solver_sde", "restart")
 FAST = ("ode", "dpm_solver", "heun", "unipc", "dpm_solver_singlestep")
 SHAPE = (1, 4, 4)
 
