@@ -23,6 +23,7 @@
 # env: STEPS=3000  SEEDS="1 2"  N_SAMPLES=1000  REF_SIZE=10000  BPD_N=200  BPD_PROBES=2  BPD_TOL=1e-3
 #      JUDGE=outputs/judge/digit_judge.pt (scripts/digit_judge.py train)  MNIST_ROOT=../shared/data
 #      PYTHON=.venv/bin/python  NICE=0 (nice level of every command)  ONLY_REPORT=1 (skip to the report)
+#      ONLY="ve-geometric vp-linear" (a subset of the configurations, e.g. for a quick check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/table41}
@@ -49,6 +50,7 @@ if [ "${ONLY_REPORT:-0}" != 1 ]; then
     for pair in "${CONFIGS[@]}"; do
       read -r sde schedule <<<"$pair"
       run="$OUT/${sde}-${schedule}-seed${seed}"
+      if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" ${sde}-${schedule} "* ]]; then continue; fi
       if [ ! -f "$run/train_summary.json" ]; then
         rm -rf "$run"
         echo "[$(date -u +%T)] train $run ($STEPS steps)"

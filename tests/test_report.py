@@ -95,6 +95,7 @@ def test_report_table_and_figures(tmp_path, png):
     for name in ("violin_fid.png", "violin_bpd.png", "violin_is_mean.png", "violin_is_std.png",
                  "loss_curves.png", "loss_bars.png", "index.md", "differences.md", "differences.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not (out / "violin_steps.png").exists() and not (out / "violin_train_minutes.png").exists()
     index = (out / "index.md").read_text()
     assert "![violin_fid.png](violin_fid.png)" in index and "loss_bars.png" in index
     assert "figures/VE_0_sde=ve,schedule=geometric_grid.png" in index

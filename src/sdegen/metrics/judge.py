@@ -151,7 +151,7 @@ def class_balance(predicted: torch.Tensor, num_classes: int = 10) -> float:
     counts = torch.bincount(torch.as_tensor(predicted).long(), minlength=num_classes).double()
     p = counts / counts.sum()
     p = p[p > 0]
-    return float(-(p * p.log()).sum() / math.log(num_classes))
+    return float(-(p * p.log()).sum() / math.log(num_classes)) + 0.0  # + 0.0: no "-0.0" for a single class
 
 
 def inception_score(probs: torch.Tensor) -> float:

@@ -420,7 +420,8 @@ def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
     differences = differences_markdown(diffs)
     (out / "differences.md").write_text(differences)
 
-    violins = [f"violin_{k}.png" for k in TABLE_METRICS if violin(runs, k, out / f"violin_{k}.png")]
+    violins = [f"violin_{k}.png" for k in TABLE_METRICS
+               if k not in ("steps", "train_minutes") and violin(runs, k, out / f"violin_{k}.png")]
     losses = loss_figures(runs, out, first_epochs)
     figures = copy_figures(runs, out)
 
