@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sdegen import cli
-from sdegen.report.build import (build_report, config_label, differences_markdown, markdown_table, pooled_std,
+from sdegen.report.build import (build_report, config_label, differences_markdown, markdown_table, pooled_seed_std,
                                  seed_spread_differences)
 
 CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
@@ -154,33 +154,38 @@ def synthetic_summary(rows):
 
 
 def test_differences_against_the_seed_spread_on_a_synthetic_table():
-    """FID A = {10, 12} (s = √2), B = {20, 22} (s = √2), C = {11, 15} (s = √8), D = {40} (one run):
-    s_p(A, B) = √2, Δ = 10 = 7.07 s_p > 2 s_p; s_p(A, C) = √5, Δ = 2 < 2 s_p; s_p(B, C) = √5, Δ = 8 = 3.58 s_p;
-    s_p(A, D) = √2 (D adds no degree of freedom), Δ = 29; IS (higher is better): A = {5, 5}, B = {4, 4}:
-    s_p = 0 and Δ ≠ 0, larger; A vs C (C has no IS) is not compared."""
-    assert pooled_std(math.sqrt(2), 2, math.sqrt(8), 2) == pytest.approx(math.sqrt(5))
-    assert pooled_std(2.0, 3, 1.0, 1) == pytest.approx(2.0)
-    assert pooled_std(1.0, 4, 3.0, 2) == pytest.approx(math.sqrt((3 * 1 + 1 * 9) / 4))
-    assert math.isnan(pooled_std(np.nan, 1, np.nan, 1))
+    """FID A = {10, 12} (s² = 2), B = {20, 22} (s² = 2), C = {11, 15} (s² = 8), D = {40} (one run): the
+    pooled seed variance is (2 + 2 + 8)/3 = 4, s = 2 with 3 dof; se(A, B) = 2·√(1/2 + 1/2) = 2, Δ = 10,
+    t = 5 (larger); A-C: t = 1 (not); B-C: t = 4, C better; A-D: se = 2·√(1.5), t = 29/2.449 = 11.8.
+    IS (higher is better): A = {5, 5}, B = {4, 4}: s = 0, Δ ≠ 0 -> t = ∞, larger; C has no IS."""
+    assert pooled_seed_std([math.sqrt(2), math.sqrt(2), math.sqrt(8), np.nan], [2, 2, 2, 1]) == (pytest.approx(2.0), 3)
+    assert pooled_seed_std([1.0, 3.0], [4, 2]) == (pytest.approx(math.sqrt((3 * 1 + 1 * 9) / 4)), 4)
+    s, dof = pooled_seed_std([np.nan, np.nan], [1, 1])
+    assert math.isnan(s) and dof == 0
     summary = synthetic_summary([("A", [10, 12], [5, 5]), ("B", [20, 22], [4, 4]), ("C", [11, 15], []),
                                  ("D", [40], [6])])
     d = seed_spread_differences(summary).set_index(["metric", "a", "b"])
-    ab, ac, ad, bc = d.loc[("fid", "A", "B")], d.loc[("fid", "A", "C")], d.loc[("fid", "A", "D")], d.loc[("fid", "B", "C")]
-    assert ab["diff"] == pytest.approx(10) and ab["pooled_std"] == pytest.approx(math.sqrt(2))
-    assert ab["ratio"] == pytest.approx(10 / math.sqrt(2)) and ab["larger"] and ab["better"] == "A"
-    assert ac["pooled_std"] == pytest.approx(math.sqrt(5)) and not ac["larger"] and ac["better"] == "A"
-    assert bc["diff"] == pytest.approx(-8) and bc["larger"] and bc["better"] == "C"
-    assert ad["pooled_std"] == pytest.approx(math.sqrt(2)) and ad["larger"]
+    ab, ac, ad, bc = (d.loc[("fid", *pair)] for pair in (("A", "B"), ("A", "C"), ("A", "D"), ("B", "C")))
+    assert ab["diff"] == pytest.approx(10) and ab["seed_std"] == pytest.approx(2) and ab["dof"] == 3
+    assert ab["se"] == pytest.approx(2) and ab["t"] == pytest.approx(5) and ab["larger"] and ab["better"] == "A"
+    assert ac["t"] == pytest.approx(1) and not ac["larger"] and ac["better"] == "A"
+    assert bc["diff"] == pytest.approx(-8) and bc["t"] == pytest.approx(4) and bc["larger"] and bc["better"] == "C"
+    assert ad["se"] == pytest.approx(2 * math.sqrt(1.5)) and ad["t"] == pytest.approx(29 / (2 * math.sqrt(1.5)))
     jis = d.loc[("judge_is", "A", "B")]
-    assert jis["pooled_std"] == 0 and jis["larger"] and jis["better"] == "A" and math.isinf(jis["ratio"])
+    assert jis["seed_std"] == 0 and jis["larger"] and jis["better"] == "A" and math.isinf(jis["t"])
     assert ("judge_is", "A", "C") not in d.index
-    # factor 3: A-C (0.89 s_p) drops, B-C (3.58 s_p) and every pair with D (s_p from the other's seeds) stay
-    assert set(seed_spread_differences(summary, factor=3.0).query("metric == 'fid' and larger")[["a", "b"]]
-               .itertuples(index=False, name=None)) == {("A", "B"), ("A", "D"), ("B", "D"), ("B", "C"), ("C", "D")}
+    # factor 4.5: B-C (t = 4) drops, A-B (t = 5) and every pair with D stay
+    assert set(seed_spread_differences(summary, factor=4.5).query("metric == 'fid' and larger")[["a", "b"]]
+               .itertuples(index=False, name=None)) == {("A", "B"), ("A", "D"), ("B", "D"), ("C", "D")}
     text = differences_markdown(seed_spread_differences(summary))
     fid_line = next(line for line in text.splitlines() if line.startswith("- **FID**"))
-    assert "A < B (|Δ| = 10 = 7.1·s_p)" in fid_line and "C < B (|Δ| = 8 = 3.6·s_p)" in fid_line
-    assert "A < C" not in fid_line and "of 6 pairs" in fid_line
-    assert "A > B (|Δ| = 1 = ∞·s_p)" in text
+    assert "seed std 2, 3 dof" in fid_line and "5 of 6 pairs" in fid_line
+    assert "A < B (|Δ| = 10, t = 5.0)" in fid_line and "C < B (|Δ| = 8, t = 4.0)" in fid_line
+    assert "A < C" not in fid_line
+    assert "A > B (|Δ| = 1, t = ∞)" in text
+    # no replicates anywhere: nothing is judged
+    single = synthetic_summary([("A", [10], [5]), ("B", [20], [4])])
+    assert not seed_spread_differences(single)["larger"].any()
+    assert "no seed spread" in differences_markdown(seed_spread_differences(single))
     md = markdown_table(summary)
     assert "**11.00 ± 1.41 (N=2)**" in md and "**6.00 (N=1)**" in md  # best FID (A), best IS (D)

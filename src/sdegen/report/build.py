@@ -15,8 +15,8 @@ and writes into ``<run_dir>/report/`` (or ``out_dir=``):
     missing), the others (steps, training minutes, KID, the digit judge's Fréchet distance and IS,
     Inception IS, classifier-space FID/IS) when some run has them; the best mean of each metric in bold;
   * ``differences.md`` / ``differences.csv``: every pair of configurations and metric, with the
-    difference of means, the pooled seed std s_p and whether |Δ| > 2·s_p ("larger than the seed
-    spread", ``seed_spread_differences``);
+    difference of means, its standard error from the seed std pooled over all configurations and
+    whether it exceeds 2 standard errors ("larger than the seed spread", ``seed_spread_differences``);
   * ``violin_<metric>.png`` across configurations (Figs. 4.3–4.8);
   * ``loss_curves.png`` and ``loss_bars.png``: final loss and mean loss over the first
     ``first_epochs`` epochs (Figs. 4.13–4.14);
@@ -48,7 +48,7 @@ ALWAYS_SHOWN = ("fid", "bpd")  # the other columns appear when some run has them
 #: the quality metrics compared between configurations: key -> True when lower is better
 COMPARED = {"fid": True, "kid_mean": True, "judge_frechet": True, "bpd": True, "judge_is": False, "is_mean": False,
             "classifier_fid": True, "classifier_is_mean": False}
-SPREAD_FACTOR = 2.0  # a difference is "larger than the seed spread" when |Δ| > SPREAD_FACTOR · s_p
+SPREAD_FACTOR = 2.0  # a difference is "larger than the seed spread" when |Δ| > SPREAD_FACTOR · se(Δ)
 ORDER = ["VE", "VP-linear", "VP-cosine", "subVP-linear", "subVP-cosine"]
 SDE_NAMES = {"ve": "VE", "vp": "VP", "subvp": "subVP", "VESDE": "VE", "VPSDE": "VP", "SubVPSDE": "subVP"}
 SCHEDULE_NAMES = {"LinearSchedule": "linear", "CosineSchedule": "cosine", "GeometricSigma": "geometric"}
@@ -239,27 +239,30 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 
 # --- differences against the seed spread ------------------------------------------------------------
-def pooled_std(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
-    """s_p = √(((n_a − 1) s_a² + (n_b − 1) s_b²) / (n_a + n_b − 2)): the seed-to-seed std of one run,
-    from both groups (a group of one run adds nothing); NaN with no replicate at all."""
-    dof = (n_a - 1 if n_a > 1 else 0) + (n_b - 1 if n_b > 1 else 0)
+def pooled_seed_std(stds, ns) -> tuple[float, int]:
+    """(s, dof): s² = Σ (n_i − 1) s_i² / Σ (n_i − 1) over the configurations with two runs or more (the
+    within-group variance of a one-way ANOVA: one seed-to-seed std for every configuration); (NaN, 0)
+    when no configuration has a replicate."""
+    pairs = [(float(sd), int(n)) for sd, n in zip(stds, ns) if int(n) > 1 and math.isfinite(float(sd))]
+    dof = sum(n - 1 for _, n in pairs)
     if dof == 0:
-        return float("nan")
-    ss = (n_a - 1) * std_a ** 2 if n_a > 1 else 0.0
-    ss += (n_b - 1) * std_b ** 2 if n_b > 1 else 0.0
-    return math.sqrt(ss / dof)
+        return float("nan"), 0
+    return math.sqrt(sum((n - 1) * sd ** 2 for sd, n in pairs) / dof), dof
 
 
 def seed_spread_differences(summary: pd.DataFrame, factor: float = SPREAD_FACTOR) -> pd.DataFrame:
-    """Every pair of configurations (a before b in table order) and compared metric: means, Δ = mean_b −
-    mean_a, the pooled seed std s_p, ratio |Δ|/s_p, ``larger`` = |Δ| > factor · s_p (NaN s_p: not judged),
-    and ``better`` (the configuration with the better mean).  With two seeds per configuration |Δ|/s_p is
-    the two-sample t statistic (s_p² = (s_a² + s_b²)/2 = s_a²/2 + s_b²/2: pooled and Welch coincide), with
-    at most 2 degrees of freedom: the factor 2 is a screen for differences that stand out of the seed noise, not a significance test."""
+    """Every pair of configurations (a before b in table order) and compared metric: the means, Δ = mean_b −
+    mean_a, the seed std s of the metric pooled over all configurations (``pooled_seed_std``, with its
+    degrees of freedom), the standard error of Δ, se = s·√(1/n_a + 1/n_b), t = |Δ|/se, ``larger`` = t >
+    ``factor`` (NaN s: not judged) and ``better`` (the configuration with the better mean).  With two seeds
+    each, se = s and the rule reads |mean_a − mean_b| > 2·s.  t is the pooled two-sample t statistic; with
+    a few degrees of freedom the factor 2 is a screen for differences that stand out of the seed noise,
+    not a significance test."""
     rows = []
     configs = list(summary["config"])
     table = summary.set_index("config")
     for key, lower_better in COMPARED.items():
+        s, dof = pooled_seed_std(table[f"{key}_std"], table[f"{key}_n"])
         for i, a in enumerate(configs):
             for b in configs[i + 1:]:
                 ra, rb = table.loc[a], table.loc[b]
@@ -267,37 +270,42 @@ def seed_spread_differences(summary: pd.DataFrame, factor: float = SPREAD_FACTOR
                 if not n_a or not n_b:
                     continue
                 mean_a, mean_b = float(ra[f"{key}_mean"]), float(rb[f"{key}_mean"])
-                sp = pooled_std(float(ra[f"{key}_std"]), n_a, float(rb[f"{key}_std"]), n_b)
                 diff = mean_b - mean_a
-                ratio = abs(diff) / sp if sp > 0 else (math.inf if diff and math.isfinite(sp) else float("nan"))
+                se = s * math.sqrt(1 / n_a + 1 / n_b)
+                t = abs(diff) / se if se > 0 else (math.inf if diff and math.isfinite(se) else float("nan"))
                 better = (a if (mean_a < mean_b) == lower_better else b) if diff else ""
                 rows.append({"metric": key, "a": a, "b": b, "mean_a": mean_a, "mean_b": mean_b, "diff": diff,
-                             "pooled_std": sp, "ratio": ratio,
-                             "larger": bool(math.isfinite(sp) and abs(diff) > factor * sp), "better": better})
-    return pd.DataFrame(rows, columns=["metric", "a", "b", "mean_a", "mean_b", "diff", "pooled_std", "ratio",
+                             "seed_std": s, "dof": dof, "se": se, "t": t,
+                             "larger": bool(math.isfinite(se) and abs(diff) > factor * se), "better": better})
+    return pd.DataFrame(rows, columns=["metric", "a", "b", "mean_a", "mean_b", "diff", "seed_std", "dof", "se", "t",
                                        "larger", "better"])
 
 
 def differences_markdown(diffs: pd.DataFrame, factor: float = SPREAD_FACTOR) -> str:
-    """Per metric, the pairs whose difference exceeds ``factor`` · s_p, the better configuration first."""
-    lines = [f"A difference counts as larger than the seed spread when |mean_a − mean_b| > {factor:g}·s_p, "
-             "s_p the pooled std of the two configurations' runs (with two seeds each, |Δ|/s_p is the two-sample t "
-             "statistic with at most 2 degrees of freedom: a screen, not a significance test). [All pairs](differences.csv).", ""]
-    if diffs.empty:
-        return "\n".join(lines + [f"{DASH} (no configuration has two runs)"]) + "\n"
+    """Per metric, the pairs whose difference exceeds ``factor`` standard errors, the better configuration first."""
+    lines = [f"A difference counts as larger than the seed spread when t = |mean_a − mean_b| / se > {factor:g}, "
+             "se = s·√(1/n_a + 1/n_b) and s the metric's seed-to-seed std pooled over all configurations (two seeds "
+             f"each: |Δ| > {factor:g}·s).  With a few degrees of freedom this is a screen, not a significance test. "
+             "[All pairs](differences.csv).", ""]
+    if diffs.empty or not diffs["seed_std"].notna().any():
+        return "\n".join(lines + [f"{DASH} (no configuration has two runs: no seed spread to compare with)"]) + "\n"
     for key in COMPARED:
         rows = diffs[diffs["metric"] == key]
         if rows.empty:
             continue
-        judged = rows[rows["pooled_std"].notna()]
-        big = judged[judged["larger"]].sort_values("ratio", ascending=False)
+        judged = rows[rows["se"].notna()]
+        big = judged[judged["larger"]].sort_values("t", ascending=False)
         pairs = []
         for _, r in big.iterrows():
             worse = r["b"] if r["better"] == r["a"] else r["a"]
             verb = "<" if COMPARED[key] else ">"
-            ratio = "∞" if not math.isfinite(r["ratio"]) else f"{r['ratio']:.1f}"
-            pairs.append(f"{r['better']} {verb} {worse} (|Δ| = {abs(r['diff']):.3g} = {ratio}·s_p)")
-        head = f"- **{TABLE_METRICS[key]}** ({'lower' if COMPARED[key] else 'higher'} is better): "
+            t = "∞" if not math.isfinite(r["t"]) else f"{r['t']:.1f}"
+            pairs.append(f"{r['better']} {verb} {worse} (|Δ| = {abs(r['diff']):.3g}, t = {t})")
+        head = f"- **{TABLE_METRICS[key]}** ({'lower' if COMPARED[key] else 'higher'} is better"
+        if len(judged):
+            head += f"; seed std {judged['seed_std'].iloc[0]:.3g}, {int(judged['dof'].iloc[0])} dof): "
+        else:
+            head += "): "
         if not len(judged):
             lines.append(head + f"{DASH} (no replicates)")
         elif pairs:
