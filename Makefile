@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast bench clean
+.PHONY: install test test-fast bench table41 clean
 
 install:  ## create .venv and install sdegen with its dev extras (takes the local torch wheels)
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ test-fast:  ## skip the slow end-to-end tests
 bench:  ## sampler and training benchmarks (tables on stdout, PNGs under outputs/bench)
 	$(BIN)/python scripts/bench_samplers.py
 	$(BIN)/python scripts/bench_train.py
+
+table41:  ## thesis Table 4.1 on MNIST: 5 SDE configurations x 2 seeds, evaluated, then `sdegen report` (hours on one core)
+	PYTHON=$(BIN)/python bash scripts/table41.sh $(or $(OUT),outputs/table41)
 
 clean:
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache

@@ -129,3 +129,21 @@ def test_eval_reports_the_judge_figures(tmp_path):
     fig = J.judge_figures(judge, J.to_unit_nchw(train[100:140]), ref, J.to_unit_nchw(train))
     assert other["judge_frechet"] == pytest.approx(fig["frechet"], rel=1e-9) and other["judge_frechet"] > 1e-3
     assert other["judge_copies"] == fig["copies"] == 40  # also training digits
+    assert other["judge_is"] == pytest.approx(fig["is"], rel=1e-9)
+    assert other["judge_is"] == pytest.approx(J.inception_score(judge.embed(J.to_unit_nchw(train[100:140]))[1]), rel=1e-9)
+    assert 1 <= other["judge_is"] <= 10
+
+
+def test_inception_score_in_judge_space_matches_closed_forms():
+    """IS = exp(E_x KL(p(y|x) ‖ p(y))): K for confident, balanced one-hot predictions; 1 when every
+    row is the same distribution; 2·a^a·(1−a)^(1−a) for two mirrored halves [a, 1−a] / [1−a, a]
+    (p(y) = [½, ½], KL = log 2 + a log a + (1−a) log(1−a))."""
+    assert J.inception_score(torch.eye(10).repeat(3, 1)) == pytest.approx(10.0, rel=1e-12)
+    assert J.inception_score(torch.eye(4)[[0, 0, 1, 1]]) == pytest.approx(2.0, rel=1e-12)  # two classes used
+    same = torch.softmax(torch.randn(1, 10, generator=torch.Generator().manual_seed(0)), 1).repeat(50, 1)
+    assert J.inception_score(same) == pytest.approx(1.0, rel=1e-12)
+    for a in (0.6, 0.9, 0.99):
+        probs = torch.tensor([[a, 1 - a]] * 7 + [[1 - a, a]] * 7, dtype=torch.float64)
+        assert J.inception_score(probs) == pytest.approx(2 * a ** a * (1 - a) ** (1 - a), rel=1e-12)
+    # unbalanced one-hot histogram (1/2, 1/4, 1/4): KL of a one-hot row = −log p(y) -> IS = exp(H) = 2^1.5
+    assert J.inception_score(torch.eye(3)[[0, 0, 1, 2]]) == pytest.approx(2 ** 1.5, rel=1e-12)

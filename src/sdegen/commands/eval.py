@@ -16,7 +16,8 @@
   feature space at t = eps (same reference), its IS, and its accuracy on labelled (class-guided) samples.
 * ``eval.judge=PATH`` (MNIST, with ``eval.mnist_root``): the digit judge's figures (``metrics/judge.py``,
   ``scripts/digit_judge.py``): ``judge_frechet`` against the 10k MNIST test digits (whatever
-  ``eval.ref_size``), ``judge_confident``, ``judge_balance``, and the nearest-training-digit distances
+  ``eval.ref_size``), ``judge_confident``, ``judge_balance``, ``judge_is`` (IS in the judge's class
+  space: exp(E KL(p(y|x) ‖ p(y)))), and the nearest-training-digit distances
   ``judge_nn_min``, ``judge_nn_median`` and ``judge_copies`` against the data module's training digits.
 Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
 The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
@@ -260,8 +261,8 @@ def judge_metrics(data, samples: dict, pre: dict) -> dict:
     ref_stats = J.gaussian_stats(judge.embed(J.to_unit_nchw(pre["judge_test"]))[0])
     x = J.to_unit_nchw(sample_pixels(data, samples))
     fig = J.judge_figures(judge, x, ref_stats, J.to_unit_nchw(pre["judge_train"]))
-    out = {f"judge_{k}": fig[k] for k in ("frechet", "confident", "balance", "nn_min", "nn_p01", "nn_median", "copies",
-                                          "class_counts")}
+    out = {f"judge_{k}": fig[k] for k in ("frechet", "confident", "balance", "is", "nn_min", "nn_p01", "nn_median",
+                                          "copies", "class_counts")}
     out.update(judge_n=fig["n"], judge=pre["judge_description"], judge_copy_threshold=J.COPY_THRESHOLD)
     return out
 
@@ -475,7 +476,7 @@ def evaluate(cfg) -> dict:
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if k in ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "bpd", "bpd_se_rms",
                       "bpd_exact", "bpd_nfe", "gap", "gap_se", "classifier_fid", "classifier_kid_mean", "classifier_accuracy",
-                      "judge_frechet", "judge_confident", "judge_balance", "judge_nn_min", "judge_nn_median",
+                      "judge_frechet", "judge_confident", "judge_balance", "judge_is", "judge_nn_min", "judge_nn_median",
                       "judge_copies")}
     log.info(f"{shown} -> {out / 'metrics.json'}")
     return metrics

@@ -12,6 +12,7 @@ with a final checkpoint and print how to resume.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -132,4 +133,6 @@ def main(cfg, run_dir=None):
         log.info(f"stopped by {stopper.signal_received} at step {trainer.global_step}; "
                  f"resume with: sdegen train resume={run_dir}")
         raise SystemExit(130 if stopper.signal_received == "SIGINT" else 143)
+    # steps and wall time of this invocation, for `sdegen report` (its "Steps" and "Train (min)" columns)
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

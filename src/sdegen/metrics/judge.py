@@ -6,6 +6,9 @@ figures it gives a set of 28×28 digits (``scripts/digit_judge.py`` is the comma
   ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁^{½} Σ₂ Σ₁^{½})^{½}).
 - **Confident share**: fraction of samples whose top class probability exceeds 0.9.
 - **Class balance**: entropy of the predicted-class histogram divided by log K (1 = uniform).
+- **Inception score in the judge's class space** (Salimans et al. 2016, with the judge as the
+  classifier): exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x); from 1 (every digit gets the same
+  class distribution) to K = 10 (confident and balanced).
 - **Nearest-training-neighbour distance** (memorisation check): Euclidean pixel distance (pixels in
   [0, 1]) from each sample to its nearest training digit; a sample is counted as a *copy* when that
   distance is below ``copy_threshold`` (far below what fresh real digits get, see the CLI's
@@ -148,7 +151,16 @@ def class_balance(predicted: torch.Tensor, num_classes: int = 10) -> float:
     counts = torch.bincount(torch.as_tensor(predicted).long(), minlength=num_classes).double()
     p = counts / counts.sum()
     p = p[p > 0]
-    return float(-(p * p.log()).sum() / math.log(num_classes))
+    return float(-(p * p.log()).sum() / math.log(num_classes)) + 0.0  # + 0.0: no "-0.0" for a single class
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    """exp(E_x KL(p(y|x) ‖ p(y))) with p(y) = E_x p(y|x), over all rows of ``probs`` (N, K) at once (one
+    split; Salimans et al. 2016, Eq. in Sec. 4).  0·log 0 = 0."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    marginal = p.mean(0, keepdim=True)
+    kl = torch.where(p > 0, p * (p.clamp_min(1e-300).log() - marginal.clamp_min(1e-300).log()), torch.zeros_like(p))
+    return float(kl.sum(1).mean().exp())
 
 
 def nearest_neighbour_distances(x: torch.Tensor, train: torch.Tensor, k: int = 1, chunk: int = 500) -> torch.Tensor:
@@ -170,12 +182,14 @@ COPY_THRESHOLD = 1.0  # pixel-space L2 in [0,1]^784; fresh MNIST digits sit ≈ 
 def judge_figures(judge: DigitJudge, x: torch.Tensor, ref_stats: tuple, train: torch.Tensor | None = None,
                   copy_threshold: float = COPY_THRESHOLD) -> dict:
     """Every figure for one set of digits ``x`` (N, 1, 28, 28) in [0, 1]: ``frechet`` (against
-    ``ref_stats`` = gaussian_stats of the real test features), ``confident``, ``balance``, and with
+    ``ref_stats`` = gaussian_stats of the real test features), ``confident``, ``balance``, ``is`` (the
+    judge-space inception score), and with
     ``train``: ``nn_min``, ``nn_p01`` (1st percentile), ``nn_median``, ``copies`` (count below threshold)."""
     feats, probs = judge.embed(x)
     mu, cov = gaussian_stats(feats)
     out = {"n": int(x.shape[0]), "frechet": frechet_distance(mu, cov, *ref_stats),
            "confident": confident_share(probs), "balance": class_balance(probs.argmax(1)),
+           "is": inception_score(probs),
            "class_counts": torch.bincount(probs.argmax(1), minlength=10).tolist()}
     if train is not None:
         nn_d = nearest_neighbour_distances(x, train)[:, 0]
