@@ -62,7 +62,7 @@ class ClassifierModule(SpeedOptions, L.LightningModule):
         return self.model(x, t)
 
     def _step(self, batch, generator=None):
-        x, y = batch[0], batch[1]
+        x, y = self.memory_format(batch[0]), batch[1]
         x_t, t = noisy_batch(self.sde, x, t_min=self.t_min, generator=generator)
         logits = self.model(x_t, t)
         loss = F.cross_entropy(logits, y)

@@ -98,7 +98,7 @@ class ScoreModule(SpeedOptions, L.LightningModule):
     # --- steps ------------------------------------------------------------------------------
     def _batch(self, batch):
         x, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
-        return x, (y if self.conditional else None)
+        return self.memory_format(x), (y if self.conditional else None)
 
     def training_step(self, batch, batch_idx):
         x, y = self._batch(batch)

@@ -1,7 +1,7 @@
 """Speed options of ``sdegen train`` (train.yaml), applied to the network ``self.model`` of the
 LightningModules (``ScoreModule``, ``ClassifierModule``) by the ``SpeedOptions`` mixin, the one place:
 
-* ``channels_last: true``: the network's 4-D weights and every 4-D input batch in
+* ``channels_last: true``: the network's 4-D weights and the 4-D image batches of the steps in
   ``torch.channels_last`` memory format (NHWC; tensor-core convolutions without layout transposes).
 * ``compile: true``: ``torch.compile`` of the network's forward (``nn.Module.compile``, in place, so
   the ``state_dict`` keeps its plain names: no ``_orig_mod.`` prefix in checkpoints), with
@@ -76,7 +76,8 @@ def compile_network(model: torch.nn.Module, mode: str | None = "default", device
 
 class SpeedOptions:
     """Mixin (before ``L.LightningModule``) applying ``cfg.channels_last`` and ``cfg.compile`` to
-    ``self.model``; call ``self.apply_memory_format()`` at the end of ``__init__``."""
+    ``self.model``; call ``self.apply_memory_format()`` at the end of ``__init__`` and pass the steps'
+    image batches through ``self.memory_format(x)``."""
 
     def apply_memory_format(self) -> None:
         # before the trainer's setup: the EMA callback's deep copy then has the same layout (fused EMA update)
@@ -88,7 +89,7 @@ class SpeedOptions:
         if stage == "fit" and self.cfg.get("compile", False):
             compile_network(self.model, self.cfg.get("compile_mode", "default"), self.device)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.cfg.get("channels_last", False):
-            return to_channels_last(batch)
-        return batch
+    def memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """The input batch ``x`` in the network's memory format (the steps call it on their images;
+        not ``on_after_batch_transfer``, which Lightning warns about next to a LightningDataModule)."""
+        return to_channels_last(x) if self.cfg.get("channels_last", False) else x
