@@ -78,6 +78,10 @@ CASES = [
     ("train model.chanels=[8]", r"model\.chanels is not a config key"),
     ("train optim.decay=exp", r"optim\.decay must be none, linear or cosine, got 'exp'"),
     ("train optim.decay_start=1.5", r"optim\.decay_start must be a fraction of trainer\.max_steps in \[0, 1\)"),
+    ("train channels_last=yes", r"channels_last must be true or false, got 'yes'"),
+    ("train compile_mode=fastest", r"compile_mode must be one of default, reduce-overhead, max-autotune, "
+                                   r"max-autotune-no-cudagraphs, got 'fastest'"),
+    ("train trainer.precision=bf15-mixed", r"trainer\.precision must be one of 32-true, bf16-mixed, 16-mixed, .* got 'bf15-mixed'"),
     ("train +model.chanels=[8] debug=fast", r"model\.chanels is not an argument of ScoreNet; valid: channels"),
     ("sample sde=foo", r"sde=foo is not a valid choice; valid sde values: subvp, ve, vp"),
     ("sample sde=ve schedule=cosine", r"sde=ve uses its geometric"),

@@ -170,3 +170,6 @@ def check_config(cfg, command: str) -> None:
     decay_start = OmegaConf.select(cfg, "optim.decay_start", default=None)
     if decay_start is not None and not (isinstance(decay_start, (int, float)) and 0 <= decay_start < 1):
         raise UserError(f"optim.decay_start must be a fraction of trainer.max_steps in [0, 1), got {decay_start!r}")
+    from ..training.speed import check_speed_options
+
+    check_speed_options(cfg)

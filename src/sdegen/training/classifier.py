@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from ..models.wideresnet import TimeDependentWideResNet
 from .module import data_info, plain_config
+from .speed import SpeedOptions
 
 
 
@@ -44,7 +45,7 @@ def noisy_batch(sde, x0, *, t_min, generator=None):
     return sde.perturb(x0, t, noise.to(x0.device, x0.dtype)), t
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(SpeedOptions, L.LightningModule):
     """Cross-entropy of ``TimeDependentWideResNet`` on noisy data ``x_t`` at random t."""
 
     def __init__(self, cfg, sde, data):
@@ -55,12 +56,13 @@ class ClassifierModule(L.LightningModule):
         self.model = build_classifier(task.get("model") or {}, sde, data.shape, data.num_classes)
         t_min = task.get("t_min")
         self.t_min = float(sde.eps if t_min is None else t_min)
+        self.apply_memory_format()
 
     def forward(self, x, t):
         return self.model(x, t)
 
     def _step(self, batch, generator=None):
-        x, y = batch[0], batch[1]
+        x, y = self.memory_format(batch[0]), batch[1]
         x_t, t = noisy_batch(self.sde, x, t_min=self.t_min, generator=generator)
         logits = self.model(x_t, t)
         loss = F.cross_entropy(logits, y)

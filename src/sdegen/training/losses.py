@@ -92,10 +92,12 @@ class DSMLoss:
 
     def __call__(self, score_fn, x0, y=None, *, generator=None):
         t = self.sample_t(x0.shape[0], generator=generator).to(device=x0.device, dtype=x0.dtype)
-        if generator is None:
-            noise = torch.randn_like(x0)
+        if generator is None:  # drawn in logical (N, C, H, W) order: the same noise for any memory format
+            noise = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device)
         else:
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        if not x0.is_contiguous():  # e.g. channels_last=true: x_t keeps the batch's layout
+            noise = torch.empty_like(x0).copy_(noise)
         if self.weighting == "likelihood_is":
             # unit weight per draw times Z/(T−eps): ‖σ s + ε‖² · (g²/σ²) / q(t) / (T − eps)
             per_sample = dsm_per_sample(score_fn, self.sde, x0, t, noise, y, "sigma2", self.reduction)

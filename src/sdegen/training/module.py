@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .losses import DSMLoss
+from .speed import SpeedOptions
 
 
 def plain_config(cfg) -> dict:
@@ -76,8 +77,9 @@ def lr_multiplier(step, *, warmup=0, decay="none", decay_start=0.5, total=0):
         return factor * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"optim.decay must be none, linear or cosine, got {decay!r}")
 
-class ScoreModule(L.LightningModule):
-    """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``."""
+class ScoreModule(SpeedOptions, L.LightningModule):
+    """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``
+    (``channels_last``/``compile`` options: ``SpeedOptions``)."""
 
     def __init__(self, cfg: DictConfig, sde, data):
         super().__init__()
@@ -88,6 +90,7 @@ class ScoreModule(L.LightningModule):
         self.loss_fn = DSMLoss(sde, **loss_cfg)
         self.data_info = data_info(data)
         self.conditional = getattr(self.model, "label_embed", None) is not None
+        self.apply_memory_format()
 
     def forward(self, x, t, y=None):
         return self.model(x, t, y)
@@ -95,7 +98,7 @@ class ScoreModule(L.LightningModule):
     # --- steps ------------------------------------------------------------------------------
     def _batch(self, batch):
         x, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
-        return x, (y if self.conditional else None)
+        return self.memory_format(x), (y if self.conditional else None)
 
     def training_step(self, batch, batch_idx):
         x, y = self._batch(batch)
