@@ -35,13 +35,15 @@ def mixture():
 
 #: few steps that still sample the test bed within the noise floor (measured at N = 1000: ratios
 #: 0.96-1.09; PC needs 200 (1.2-1.35 at 50 steps), Heun 40 (its default 17 gives ~1.6))
-ACCURATE_STEPS = {"em": 100, "pc": 200, "ode": 20, "heun": 40}
+ACCURATE_STEPS = {"em": 100, "pc": 200, "ode": 20, "heun": 40, "restart": 40}
 
 
 def few_step_cfg(name, max_steps=100):
     """The sampler's YAML with few steps (fast but accurate on the test bed)."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / f"{name}.yaml"))
     cfg["steps"] = ACCURATE_STEPS.get(name, min(int(cfg.get("steps", max_steps)), max_steps))
+    if name == "restart":  # its default (12 steps + [3, 4, 0.1, 1]) is tuned for trained networks, coarse here
+        cfg["restarts"] = [[10, 1, 0.1, 1.0]]
     return cfg
 
 

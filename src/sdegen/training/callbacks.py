@@ -66,8 +66,7 @@ class SampleGrid(Callback):
             num_classes = int(getattr(model, "num_classes", 0) or 0)
             if getattr(model, "label_embed", None) is not None and num_classes:
                 # class-conditional network: one block of rows per class (n // K samples each)
-                from ..guidance.labels import batch_labels
-                y = batch_labels(list(range(num_classes)), self.n, pl_module.device)
+                y = torch.arange(self.n, device=pl_module.device) * num_classes // self.n
                 score_fn = lambda x, t: model(x, t, y[: x.shape[0]])  # noqa: E731
             result = sample(self.sampler, score_fn, pl_module.sde, x_init.shape,
                             generator=generator, device=pl_module.device, x_init=x_init)
