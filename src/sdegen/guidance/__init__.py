@@ -21,7 +21,7 @@ BUILDERS = {"classifier": _classifier.build, "cfg": _cfg.build}
 def apply_guidance(guidance_cfg, score_model, sde, data=None, device="cpu", classifier=None):
     name = (guidance_cfg or {}).get("name", "none")
     if name in (None, "none"):
-        if getattr(score_model, "label_embed", None) is not None and getattr(score_model, "num_classes", 0):
+        if getattr(score_model, "class_conditional", False) and getattr(score_model, "num_classes", 0):
             return _cfg.build({"label": "random", "scale": 0.0}, score_model, sde, data, device)
         return score_model
     if name not in BUILDERS:

@@ -122,6 +122,11 @@ class ScoreNetwork(nn.Module):
             raise ValueError(f"time_input must be 't', 'log_sigma', 'edm' or 'auto', got {time_input!r}")
         self.time_input, self.input_scaling = time_input, bool(input_scaling)
 
+    @property
+    def class_conditional(self) -> bool:
+        """A label embedding with a null label (``model.conditional=true``): ``forward(x, t, y)``."""
+        return getattr(self, "label_embed", None) is not None
+
     def noise_conditioning(self, t: torch.Tensor) -> torch.Tensor:
         if self.time_input == "t":
             return t

@@ -64,7 +64,7 @@ class SampleGrid(Callback):
                                                 device=pl_module.device)
             score_fn = lambda x, t: model(x, t)  # noqa: E731
             num_classes = int(getattr(model, "num_classes", 0) or 0)
-            if getattr(model, "label_embed", None) is not None and num_classes:
+            if getattr(model, "class_conditional", False) and num_classes:
                 # class-conditional network: one block of rows per class (n // K samples each)
                 y = torch.arange(self.n, device=pl_module.device) * num_classes // self.n
                 score_fn = lambda x, t: model(x, t, y[: x.shape[0]])  # noqa: E731

@@ -89,7 +89,7 @@ class ScoreModule(SpeedOptions, L.LightningModule):
         loss_cfg = dict(cfg.get("loss") or {})
         self.loss_fn = DSMLoss(sde, **loss_cfg)
         self.data_info = data_info(data)
-        self.conditional = getattr(self.model, "label_embed", None) is not None
+        self.conditional = getattr(self.model, "class_conditional", False)
         self.apply_memory_format()
 
     def forward(self, x, t, y=None):
