@@ -64,7 +64,7 @@ TEN_NFE_LABEL = "dpm_solver 10 NFE (steps 9, start 10, end 0.004)"
 #: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
 DEFAULTS = (
     [(f"{name} (default)", name, {}) for name in
-     ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "ode", "em", "pc")]
+     ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "restart", "ode", "em", "pc")]
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
     # the 10-NFE recipe (docs/samplers.md): 9 steps from σ/α = 10 to 0.004, order 3 to the end, + Tweedie
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
@@ -74,7 +74,7 @@ DEFAULTS = (
          "start_noise": None})]
 )
 QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
-         "dpm_solver_sde (default)", "ode (default)", TEN_NFE_LABEL}
+         "dpm_solver_sde (default)", "restart (default)", "ode (default)", TEN_NFE_LABEL}
 
 
 def sampler_cfg(name, overrides):

@@ -42,8 +42,6 @@ def few_step_cfg(name, max_steps=100):
     """The sampler's YAML with few steps (fast but accurate on the test bed)."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / f"{name}.yaml"))
     cfg["steps"] = ACCURATE_STEPS.get(name, min(int(cfg.get("steps", max_steps)), max_steps))
-    if name == "restart":  # its default (12 steps + [3, 4, 0.1, 1]) is tuned for trained networks, coarse here
-        cfg["restarts"] = [[10, 1, 0.1, 1.0]]
     return cfg
 
 

@@ -112,7 +112,7 @@ def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
 
 @pytest.mark.parametrize("sde_name", ["ve", "subvp-linear"])
 @pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002}),
-                                            ("dpm_solver_sde", {})])
+                                            ("dpm_solver_sde", {}), ("restart", {})])
 def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overrides, sde_name):
     result = draw(name, sde_name, mixture, 8000, seed=2, **overrides)
     check_gap(mixture, result.x, data_logp)
