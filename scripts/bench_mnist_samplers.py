@@ -114,11 +114,6 @@ def label(name: str, overrides: dict) -> str:
     return name + ("" if not overrides else " " + " ".join(f"{k}={v}" for k, v in overrides.items()))
 
 
-def judge_reference(judge, data_root):
-    test_images, _ = J.load_mnist(data_root, "test")
-    return J.gaussian_stats(judge.embed(J.to_unit_nchw(test_images))[0])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="training run folders (or checkpoint files)")
@@ -145,7 +140,7 @@ def main(argv=None) -> None:
     for name, overrides in settings:  # every setting checked before any sampling (a typo fails at once)
         samplers.split_config({**group_config("sampler", name), **overrides})
     judge_model = J.load_judge(args.judge)
-    ref_stats = judge_reference(judge_model, args.data)
+    ref_stats = J.reference_stats(judge_model, J.load_mnist(args.data, "test")[0])
     start = time.time()
     print("| run | sampler | NFE | seed | n | Fréchet | confident | balance | seconds |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)

@@ -68,7 +68,7 @@ def fmt(value, spec):
 def cmd_score(args) -> None:
     judge = J.load_judge(args.judge)
     test_images, _ = J.load_mnist(args.data, "test")
-    ref_stats = J.gaussian_stats(judge.embed(J.to_unit_nchw(test_images))[0])
+    ref_stats = J.reference_stats(judge, test_images)
     train_images = J.load_mnist(args.data, "train")[0] if args.ref > 0 or args.train_set == "mnist" else None
     embedded = embedded_train_digits()
     train_set = embedded if args.train_set == "embedded" else train_images

@@ -58,7 +58,7 @@ def test_draws_and_scores_like_sdegen_sample(tmp_path):
     assert [(r["sampler"], r["nfe"], r["n"], r["seed"]) for r in rows] == [("em", 4, 12, 1), ("dpm_solver", 5, 12, 1)]
 
     judge = J.load_judge(tmp_path / "judge.pt")
-    ref = J.gaussian_stats(judge.embed(J.to_unit_nchw(train[:40]))[0])
+    ref = J.reference_stats(judge, train[:40])
     for row, sampler, steps in zip(rows, ("em", "dpm_solver"), (3, 4)):
         sample_dir = tmp_path / f"sample_{sampler}"
         cli.main(["sdegen", "sample", f"ckpt={run}", f"sampler={sampler}", f"sampler.steps={steps}", "n_samples=12",

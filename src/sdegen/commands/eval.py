@@ -258,7 +258,7 @@ def judge_metrics(data, samples: dict, pre: dict) -> dict:
     from ..metrics import judge as J
 
     judge = pre["judge"]
-    ref_stats = J.gaussian_stats(judge.embed(J.to_unit_nchw(pre["judge_test"]))[0])
+    ref_stats = J.reference_stats(judge, pre["judge_test"])
     x = J.to_unit_nchw(sample_pixels(data, samples))
     fig = J.judge_figures(judge, x, ref_stats, J.to_unit_nchw(pre["judge_train"]))
     out = {f"judge_{k}": fig[k] for k in ("frechet", "confident", "balance", "is", "nn_min", "nn_p01", "nn_median",

@@ -127,6 +127,11 @@ def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return f.mean(0), torch.cov(f.T)
 
 
+def reference_stats(judge: DigitJudge, images) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gaussian_stats`` of the judge's features of real digits (uint8 or [0, 1]): the Fréchet reference."""
+    return gaussian_stats(judge.embed(to_unit_nchw(images))[0])
+
+
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
     vals, vecs = torch.linalg.eigh((m + m.T) / 2)
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
