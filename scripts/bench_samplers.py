@@ -60,14 +60,15 @@ SWEEPS = (
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300)]
     + [("ode rk4 10", "ode", {"steps": 10, "method": "rk4"}), ("ode rk4 25", "ode", {"steps": 25, "method": "rk4"})]
 )
-TEN_NFE_LABEL = "dpm_solver 10 NFE (steps 9, start 10, end 0.004)"
+TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE; by_steps: start 10, end 0.004)"
 #: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
 DEFAULTS = (
     [(f"{name} (default)", name, {}) for name in
      ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "restart", "ode", "em", "pc")]
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
-    # the 10-NFE recipe (docs/samplers.md): 9 steps from σ/α = 10 to 0.004, order 3 to the end, + Tweedie
-    + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
+    # the 10-NFE recipe (docs/samplers.md): `steps=9` alone; the YAML's by_steps table then starts at σ/α = 10
+    # and ends at 0.004 (order 3 to the end, + Tweedie)
+    + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
     + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
         {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,

@@ -119,17 +119,61 @@ def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overri
 
 
 #: the 10-NFE recipe (docs/samplers.md, "10 NFE"): 9 DPM-Solver-3 steps from σ/α = 10 to 0.004, no
-#: lower-order final steps, + the Tweedie step
+#: lower-order final steps, + the Tweedie step -- what `sampler=dpm_solver sampler.steps=9` resolves to
 TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.004, options={"lower_order_final": False})
 
 
 @pytest.mark.parametrize("sde_name", SDES)
 def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
-    """``sampler=dpm_solver sampler.steps=9 sampler.start_noise=10 sampler.end_noise=0.004
-    sampler.lower_order_final=false``: exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
-    result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, **TEN_NFE)
+    """``sampler=dpm_solver sampler.steps=9`` (the by_steps table moves start and end): exactly 10 NFE
+    and |gap| ≤ 0.01 + 3 SE on every SDE."""
+    result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, steps=9)
     assert result.nfe == 10
     check_gap(mixture, result.x, data_logp)
+
+
+def test_dpm_solver_defaults_follow_the_step_count():
+    """``auto`` start/end: the 10-NFE recipe up to 12 steps, EDM's 80 → 0.005 from 13 on; an explicit
+    value always wins over the table."""
+    from sdegen.samplers import resolve_auto, split_config
+
+    def driver(**overrides):
+        return split_config(sampler_cfg("dpm_solver", **overrides))[1]
+
+    for steps in (5, 9, 12):
+        assert (driver(steps=steps)["start_noise"], driver(steps=steps)["end_noise"]) == (10, 0.004)
+    for steps in (13, 19, 100):
+        assert (driver(steps=steps)["start_noise"], driver(steps=steps)["end_noise"]) == (80, 0.005)
+    assert driver(steps=9, end_noise=0.002)["end_noise"] == 0.002  # explicit beats auto
+    assert driver(steps=9, start_noise=None)["start_noise"] is None
+    assert split_config(sampler_cfg("dpm_solver"))[2]["lower_order_final"] is False
+    assert "by_steps" not in resolve_auto(sampler_cfg("dpm_solver", steps=9))
+    # the same recipe as written out in full: identical samples
+    mixture = GaussianMixture.multiscale(num_components=2, shape=(1, 2, 2), seed=0)
+    model = GMMScore(mixture, SDES["vp-linear"])
+    explicit = {**sampler_cfg("dpm_solver", **TEN_NFE), "by_steps": None}
+    a = sample(sampler_cfg("dpm_solver", steps=9), model, SDES["vp-linear"], (64, 1, 2, 2),
+               generator=torch.Generator().manual_seed(0))
+    b = sample({k: v for k, v in explicit.items() if v is not None}, model, SDES["vp-linear"], (64, 1, 2, 2),
+               generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.x, b.x)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"by_steps": None}, "needs a sampler.by_steps table"),
+    ({"by_steps": [{"start_noise": 10}]}, "numeric max_steps"),
+    ({"by_steps": [{"max_steps": 12, "start_nois": 10}]}, "not a key of this sampler config"),
+    ({"by_steps": [{"max_steps": 20, "start_noise": 10}, {"max_steps": 5, "start_noise": 80}]}, "increasing"),
+    ({"by_steps": [{"max_steps": 5, "start_noise": 10, "end_noise": 0.004}]}, "no value for it at steps=19"),
+    ({"by_steps": "fast"}, "must be a list of rows"),
+])
+def test_by_steps_errors_are_one_line(change, message):
+    from sdegen.errors import UserError
+    from sdegen.samplers import split_config
+
+    cfg = {k: v for k, v in {**sampler_cfg("dpm_solver"), **change}.items() if v is not None}
+    with pytest.raises(UserError, match=message):
+        split_config(cfg)
 
 
 def test_heun_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):

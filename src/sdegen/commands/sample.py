@@ -59,6 +59,8 @@ def save_config(cfg, setup: Setup, out) -> None:
     from ..runtime.config import to_plain
 
     plain = to_plain(cfg)
+    if isinstance(plain.get("sampler"), dict):  # what ran: `auto` values resolved from the by_steps table
+        plain["sampler"] = samplers.resolve_auto(plain["sampler"])
     if getattr(setup, "ckpt_cfg", None) is not None:
         plain.update({k: setup.ckpt_cfg[k] for k in ("sde", "schedule", "model", "data") if k in setup.ckpt_cfg})
     OmegaConf.save(OmegaConf.create(plain), out / "config.yaml")
@@ -119,7 +121,8 @@ def main(cfg):
         metrics.update(nfes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_metrics(cfg, out, metrics, image=grid_path)
-    log.info(f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, {gen.nfe:g} NFE per sample, "
+    log.info(f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, {samplers.settings(sampler_cfg)}, "
+             f"{gen.nfe:g} NFE per sample, "
              f"{seconds:.1f} s)")
     return metrics
 

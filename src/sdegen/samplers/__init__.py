@@ -18,7 +18,58 @@ from .grids import time_grid
 
 
 #: keys of a sampler config read by the driver; every other key is an option of the algorithm
-DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "denoise", "resample")
+DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "denoise", "resample", "by_steps")
+
+#: the value that asks ``by_steps`` for a setting
+AUTO = "auto"
+
+
+def resolve_auto(sampler_cfg) -> dict:
+    """The sampler config with every ``auto`` value filled in from its ``by_steps`` table.
+
+    ``by_steps`` is a list of rows ``{max_steps: N, key: value, ...}`` in increasing ``max_steps``; an
+    ``auto`` key takes its value from the first row with ``steps <= max_steps`` (``.inf`` for the last
+    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: the 10-NFE recipe
+    below 15 steps, the 20-NFE defaults from 15 on) while an explicit ``sampler.end_noise=0.002``
+    always wins.  The table is dropped from the result: what is returned is what runs."""
+    if hasattr(sampler_cfg, "_metadata"):  # an OmegaConf node
+        from omegaconf import OmegaConf
+
+        sampler_cfg = OmegaConf.to_container(sampler_cfg, resolve=True)
+    cfg = dict(sampler_cfg)
+    table = cfg.pop("by_steps", None)
+    auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO]
+    if table is None:
+        if auto_keys:
+            raise UserError(f"sampler.{auto_keys[0]}=auto needs a sampler.by_steps table saying what auto means; "
+                            f"set a value instead")
+        return cfg
+    if not isinstance(table, (list, tuple)) or not table or not all(isinstance(r, dict) for r in table):
+        raise UserError(f"sampler.by_steps must be a list of rows {{max_steps: N, key: value, ...}}, got {table!r}")
+    bounds = []
+    for row in table:
+        bound = row.get("max_steps")
+        if not isinstance(bound, (int, float)) or isinstance(bound, bool):
+            raise UserError(f"every sampler.by_steps row needs a numeric max_steps (.inf for the last), got {row!r}")
+        unknown = sorted(k for k in row if k != "max_steps" and k not in cfg)
+        if unknown:
+            raise UserError(f"sampler.by_steps sets {unknown[0]}, which is not a key of this sampler config "
+                            f"(keys: {', '.join(sorted(cfg))})")
+        bounds.append(float(bound))
+    if bounds != sorted(bounds):
+        raise UserError(f"sampler.by_steps rows must be in increasing max_steps, got {bounds}")
+    if not auto_keys:
+        return cfg
+    steps = cfg.get("steps", 1000)
+    if not isinstance(steps, (int, float)) or isinstance(steps, bool):
+        raise UserError(f"sampler.steps must be an integer >= 1, got {steps!r}")
+    row = next((r for r, b in zip(table, bounds) if steps <= b), None)
+    for key in auto_keys:
+        if row is None or key not in row:
+            raise UserError(f"sampler.{key}=auto: sampler.by_steps has no value for it at steps={steps}; "
+                            f"set sampler.{key} explicitly")
+        cfg[key] = row[key]
+    return cfg
 
 
 def resolve(target):
@@ -35,6 +86,7 @@ def resolve(target):
 
 def end_time(sde, sampler_cfg) -> float:
     """The sampler's end time: ``eps``, or the t where σ(t)/α(t) = ``end_noise`` when that is set."""
+    sampler_cfg = resolve_auto(sampler_cfg)
     end_noise = sampler_cfg.get("end_noise")
     if end_noise is None:
         eps = float(sampler_cfg.get("eps", 1e-3))
@@ -52,6 +104,7 @@ def start_time(sde, sampler_cfg) -> float:
     """The sampler's start time: T, or the t where σ(t)/α(t) = ``start_noise`` when that is set and
     below σ(T)/α(T) (EDM's σ_max = 80 cap, Karras et al. 2022, Sec. 5: linear VP ends at σ/α ≈ 152,
     where the extra noise levels cost steps and change nothing)."""
+    sampler_cfg = resolve_auto(sampler_cfg)
     start_noise = sampler_cfg.get("start_noise")
     T = float(sde.T)
     if start_noise is None:
@@ -68,11 +121,7 @@ def split_config(sampler_cfg) -> tuple:
     A sampler config is flat: ``_target_`` names the function, the ``DRIVER_KEYS`` say how to drive it
     and every other key is one of the function's keyword arguments.  An option the function does not
     take is a ``UserError`` naming the valid ones (a typo never passes silently)."""
-    if hasattr(sampler_cfg, "_metadata"):  # an OmegaConf node
-        from omegaconf import OmegaConf
-
-        sampler_cfg = OmegaConf.to_container(sampler_cfg, resolve=True)
-    cfg = dict(sampler_cfg)
+    cfg = resolve_auto(sampler_cfg)
     if "_target_" not in cfg:
         raise UserError(f"a sampler config needs _target_ (the sampler function's dotted path); got keys {sorted(cfg)}")
     fn = resolve(cfg.pop("_target_"))
@@ -100,6 +149,20 @@ def describe(sampler_cfg) -> str:
     target = sampler_cfg.get("_target_", "?")
     name = getattr(target, "__name__", str(target).rsplit(".", 1)[-1]).removeprefix("sample_")
     return f"{name} ({sampler_cfg.get('steps', '?')} steps)"
+
+
+def settings(sampler_cfg) -> str:
+    """Where the grid runs, ``auto`` resolved: ``σ/α 10 → 0.004, logsnr grid`` (beside ``describe``)."""
+    cfg = resolve_auto(sampler_cfg)
+    parts = []
+    start, end = cfg.get("start_noise"), cfg.get("end_noise")
+    if start is not None or end is not None:
+        first = "T" if start is None else f"{start:g}"
+        last = f"t = {cfg.get('eps', 1e-3):g}" if end is None else f"{end:g}"
+        parts.append(f"σ/α {first} → {last}")
+    if cfg.get("grid"):
+        parts.append(f"{cfg['grid']} grid")
+    return ", ".join(parts) or "default grid"
 
 
 def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None, device="cpu",
@@ -131,4 +194,4 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
 
 __all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve",
            "start_time", "end_time",
-           "split_config", "describe", "DRIVER_KEYS"]
+           "split_config", "resolve_auto", "settings", "describe", "DRIVER_KEYS", "AUTO"]
