@@ -117,7 +117,7 @@ CASES = [
     ("eval samples={d}/sample_run/samples.npz metric=fid", r"cannot tell which data .*samples\.npz was drawn from"),
     ("eval samples={d}/sample_run/samples.npz metric=fid data=gmm", r"have shape \(1, 28, 28\) but the data have \(1, 4, 4\)"),
     ("eval samples={d}/sample_run/samples.npz guidance=classifier", r"guidance=classifier applies when eval draws the samples"),
-    ("eval metric=fud", r"metric=fud is not known; use fid, kid, pr, is, bpd or all"),
+    ("eval metric=fud", r"metric=fud is not known; use fid, kid, pr, is, bpd, gap or all"),
     # eval: every prerequisite (Inception, IS logits) is checked before sampling; a pickle .pth never runs
     # (its payload would create {d}/PWNED: the inputs folder must stay unchanged)
     ("eval eval.kid_subset_size=1", r"eval\.kid_subset_size must be an integer >= 2, got 1"),

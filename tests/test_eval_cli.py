@@ -63,7 +63,7 @@ def test_bad_metric_is_a_one_line_error(tmp_path, capsys):
         run_eval(tmp_path, "metric=fud")
     assert err.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "sdegen: error: metric=fud is not known; use fid, kid, pr, is, bpd or all"]
+        "sdegen: error: metric=fud is not known; use fid, kid, pr, is, bpd, gap or all"]
     assert not (tmp_path / "run").exists()
 
 
@@ -258,3 +258,41 @@ def test_raw_features_of_images_compare_in_model_space(tmp_path):
     assert real["features"] == "raw" and real["n_reference"] == 200
     assert abs(real["kid_mean"]) < 3 * real["kid_std"]
     assert inverted["kid_mean"] > 10 * inverted["kid_std"] and inverted["fid"] > 5 * real["fid"]
+
+
+def test_eval_gap_alone_and_of_class_guided_samples(tmp_path):
+    """metric=gap alone (no features): exact samples ≈ 0; labelled samples are compared with their own
+    class's component p(x | y), so exact component samples are ≈ 0 with their labels and far off with
+    the labels shuffled, or unlabelled against the whole mixture."""
+    data = GMMDataModule()
+    x, y = data.mixture.sample(4000, generator=torch.Generator().manual_seed(5))
+    np.savez(tmp_path / "exact.npz", x=x.numpy())
+    _, m = run_eval(tmp_path, f"samples={tmp_path / 'exact.npz'}", "metric=gap")
+    assert "fid" not in m and m["gap_target"].startswith("p(x)")
+    assert abs(m["gap"]) < 4 * m["gap_se"]
+    np.savez(tmp_path / "labelled.npz", x=x.numpy(), y=y.numpy())
+    _, lab = run_eval(tmp_path, f"samples={tmp_path / 'labelled.npz'}", "metric=gap")
+    assert lab["gap_target"].startswith("p(x | y)") and abs(lab["gap"]) < 4 * lab["gap_se"]
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    np.savez(tmp_path / "shuffled.npz", x=x.numpy(), y=shuffled.numpy())
+    _, bad = run_eval(tmp_path, f"samples={tmp_path / 'shuffled.npz'}", "metric=gap")
+    assert bad["gap"] < -1.0
+    # one class's samples: exact for p(x | y = 2); unlabelled, the whole mixture is the (wrong) target
+    two = data.mixture.sample(4000, generator=torch.Generator().manual_seed(6), component=2)[0]
+    np.savez(tmp_path / "two.npz", x=two.numpy(), y=np.full(4000, 2))
+    _, cond = run_eval(tmp_path, f"samples={tmp_path / 'two.npz'}", "metric=gap")
+    assert abs(cond["gap"]) < 4 * cond["gap_se"]
+    np.savez(tmp_path / "two_unlabelled.npz", x=two.numpy())
+    _, joint = run_eval(tmp_path, f"samples={tmp_path / 'two_unlabelled.npz'}", "metric=gap")
+    assert abs(joint["gap"]) > 10 * joint["gap_se"]
+    np.savez(tmp_path / "bad_labels.npz", x=x.numpy(), y=np.full(4000, 9))
+    with pytest.raises(SystemExit):
+        run_eval(tmp_path, f"samples={tmp_path / 'bad_labels.npz'}", "metric=gap")
+
+
+def test_eval_gap_is_refused_without_an_exact_density(tmp_path, capsys):
+    np.savez(tmp_path / "digits.npz", x=np.zeros((8, 1, 28, 28), dtype=np.float32))
+    with pytest.raises(SystemExit):
+        cli.main(["sdegen", "eval", "data=mnist", f"samples={tmp_path / 'digits.npz'}", "metric=gap",
+                  f"hydra.run.dir={tmp_path / 'run'}"])
+    assert "metric=gap needs samples of the Gaussian-mixture test bed" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``sdegen eval metric=fid|kid|pr|is|bpd|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
+"""``sdegen eval metric=fid|kid|pr|is|bpd|gap|all``: metrics of a checkpoint, of the exact test bed or of a samples.npz.
 
 * Samples: ``samples=PATH/samples.npz`` (from ``sdegen sample``), or ``n_samples`` drawn with
   the configured sampler from ``ckpt=PATH`` (or from ``model=gmm data=gmm``, no checkpoint).
@@ -19,6 +19,9 @@
   ``eval.ref_size``), ``judge_confident``, ``judge_balance``, ``judge_is`` (IS in the judge's class
   space: exp(E KL(p(y|x) ‖ p(y)))), and the nearest-training-digit distances
   ``judge_nn_min``, ``judge_nn_median`` and ``judge_copies`` against the data module's training digits.
+* gap (the Gaussian-mixture test bed only): the exact log-likelihood gap (``metrics.gap``, nats/dim, with
+  ``gap_se``) against p(x), or for class-guided samples (labels ``y``) against each sample's p(x | y)
+  (``gap_metrics``); computed with any sample metric there, refused by name elsewhere.
 Writes ``metrics.json`` in the run folder and logs the numbers to the configured loggers (CSV/W&B).
 The score model is built once (``runtime.setup.build_setup``), for generation and bits/dim; ``guidance=``
 applies to the generated samples.  With ``task=classifier`` it evaluates a time-dependent classifier
@@ -47,7 +50,7 @@ from ..runtime.rundir import cache_dir, run_dir as current_run_dir
 from ..runtime.setup import Setup, build_data, build_setup, cli_overrides, guided_score
 from ..training.classifier import accuracy_curve
 
-METRICS = ("fid", "kid", "pr", "is", "bpd")
+METRICS = ("fid", "kid", "pr", "is", "bpd", "gap")
 FEATURE_METRICS = ("fid", "kid", "pr")  # one pass of features gives all three
 log = logging.getLogger("sdegen")
 
@@ -60,7 +63,7 @@ def wanted_metrics(metric) -> list[str]:
         return list(METRICS)
     bad = [m for m in names if m not in METRICS]
     if bad:
-        raise UserError(f"metric={','.join(bad)} is not known; use fid, kid, pr, is, bpd or all")
+        raise UserError(f"metric={','.join(bad)} is not known; use fid, kid, pr, is, bpd, gap or all")
     return names
 
 
@@ -271,7 +274,6 @@ def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
     """FID, KID, precision/recall (one pass of features; the reference features cached) and IS."""
     from ..metrics import fid_is
     from ..metrics.features import RawFeatures, as_uint8_rgb
-    from ..metrics.gap import log_likelihood_gap
     from ..metrics.sample_quality import cached_features, extract_features, feature_metrics, features_cache_file
 
     ev = cfg.eval
@@ -319,11 +321,44 @@ def sample_metrics(cfg, data, samples: dict, wanted, pre: dict, device) -> dict:
         else:
             out["is_skipped"] = "raw features have no classes (use eval.features=inception or eval.classifier_ckpt)"
             log.info(f"IS skipped: {out['is_skipped']}")
-    mixture = getattr(data, "mixture", None)
-    if mixture is not None and not getattr(data, "is_image", False):  # the test bed: exact log-likelihood gap
-        gap = log_likelihood_gap(mixture, fake, seed=int(cfg.seed))
-        out["gap"], out["gap_se"] = gap.gap, gap.se
     return out
+
+
+def has_exact_density(data) -> bool:
+    """The Gaussian-mixture test bed: samples have an exact log-density (``data.mixture.log_prob``)."""
+    return getattr(data, "mixture", None) is not None and not getattr(data, "is_image", False)
+
+
+def gap_metrics(data, samples: dict, seed: int) -> dict:
+    """The exact log-likelihood gap (``metrics.gap``) of the samples, nats/dim, with its standard error.
+
+    Unlabelled samples are compared with the data mixture p(x).  Class-guided samples (labels ``y``, the
+    mixture's component indices) are compared with their own class's component p(x | y): per class k the
+    gap of its n_k samples against component k alone, combined with weights n_k / n (the same bed as
+    ``scripts/bench_samplers.py --suite guided``)."""
+    from ..metrics.gap import log_likelihood_gap
+    from ..models.gmm import GaussianMixture
+
+    mixture = data.mixture
+    x = samples_model_space(data, samples).double()
+    labels = sample_labels(samples)
+    if labels is None:
+        gap = log_likelihood_gap(mixture, x, seed=seed)
+        return {"gap": gap.gap, "gap_se": gap.se, "gap_target": "p(x), the data mixture"}
+    if len(labels) != len(x):
+        raise UserError(f"the samples have {len(x)} points but {len(labels)} labels")
+    classes = sorted(set(labels.tolist()))
+    if classes[0] < 0 or classes[-1] >= mixture.num_components:
+        raise UserError(f"labels {classes} are not component indices of the {mixture.num_components}-component mixture")
+    total, variance = 0.0, 0.0
+    for k in classes:
+        chosen = labels == k
+        component = GaussianMixture(mixture.means[k:k + 1], mixture.stds[k:k + 1], [1.0], mixture.shape)
+        gap = log_likelihood_gap(component, x[chosen], seed=seed)
+        share = float(chosen.double().mean())
+        total += share * gap.gap
+        variance += (share * gap.se) ** 2
+    return {"gap": total, "gap_se": math.sqrt(variance), "gap_target": f"p(x | y), y = the samples' labels {classes}"}
 
 
 def classifier_metrics(cfg, data, samples: dict, pre: dict, device) -> dict:
@@ -414,6 +449,13 @@ def bpd_metrics(cfg, setup: Setup, run_dir: Path) -> dict:
 
 
 # --- the command -----------------------------------------------------------------------------------
+def check_gap_wanted(cfg, data) -> None:
+    """``metric=gap`` names the exact test bed; without it (``all``) the gap is simply not computed."""
+    if is_explicit(cfg.get("metric", "all"), "gap") and not has_exact_density(data):
+        raise UserError(f"metric=gap needs samples of the Gaussian-mixture test bed (data=gmm), whose log-density is "
+                        f"exact; {type(data).__name__} has none (use fid, kid, pr, is or bpd)")
+
+
 def check_metric_options(cfg) -> None:
     """The ranges of the sample-metric and bits/dim options (the rest: ``runtime.config.check_config``)."""
     for key, low, optional in (("eval.kid_subsets", 1, False), ("eval.kid_subset_size", 2, True), ("eval.pr_k", 1, False),
@@ -440,7 +482,8 @@ def evaluate(cfg) -> dict:
     t0 = time.time()
     metrics: dict = {"metric": ",".join(wanted), "ckpt": cfg.get("ckpt"), "samples": samples_path}
     sample_wanted = [m for m in wanted if m in (*FEATURE_METRICS, "is")]
-    need_samples = bool(sample_wanted) or bool(cfg.eval.classifier_ckpt) or bool(cfg.eval.get("judge"))
+    need_samples = (bool(sample_wanted) or "gap" in wanted or bool(cfg.eval.classifier_ckpt)
+                    or bool(cfg.eval.get("judge")))
 
     setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
     device = setup.device if setup is not None else torch.device("cpu")
@@ -449,8 +492,10 @@ def evaluate(cfg) -> dict:
         samples = load_samples(Path(samples_path))
         data = samples_data(cfg, Path(samples_path))
         check_samples_fit(samples, data, samples_path)
+        check_gap_wanted(cfg, data)
         pre = sample_metric_prerequisites(cfg, data, wanted)
     elif need_samples:
+        check_gap_wanted(cfg, setup.data)
         pre = sample_metric_prerequisites(cfg, setup.data, wanted)  # fail fast: network, reference, classifier
         samples, data = generate_samples(setup, guided_score(cfg, setup), cfg), setup.data
         metrics["sampler_nfe"], metrics["sampler_nfe_total"] = float(samples["nfe"]), int(samples["nfe_total"])
@@ -458,6 +503,8 @@ def evaluate(cfg) -> dict:
 
     if sample_wanted:
         metrics.update(sample_metrics(cfg, data, samples, wanted, pre, device))
+    if samples is not None and has_exact_density(data) and ("gap" in wanted or sample_wanted):
+        metrics.update(gap_metrics(data, samples, int(cfg.seed)))
     if cfg.eval.classifier_ckpt:
         metrics.update(classifier_metrics(cfg, data, samples, pre, device))
     if cfg.eval.get("judge"):
