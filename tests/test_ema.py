@@ -40,3 +40,36 @@ def test_power_ema_weights_follow_t_to_the_gamma():
     assert torch.allclose(weights[200:], power[200:], rtol=0.05)
     cb = PowerEMAWeightAveraging(0.1)
     assert cb.sigma_rel == 0.1 and cb.update_every_n_steps == 1
+
+
+@pytest.mark.parametrize("avg_fn", ["decay", "power"])
+def test_host_counted_averaged_model_matches_torch(avg_fn):
+    """HostCountedAveragedModel (no device read per update) computes what torch's AveragedModel does,
+    counter included, and re-reads the counter after load_state_dict (a resumed run)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from sdegen.training.callbacks import HostCountedAveragedModel, power_ema_multi_avg_fn, sigma_rel_to_gamma
+
+    fn = get_ema_multi_avg_fn(0.9) if avg_fn == "decay" else power_ema_multi_avg_fn(sigma_rel_to_gamma(0.1))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ours = HostCountedAveragedModel(net, multi_avg_fn=fn, use_buffers=True)
+    theirs = AveragedModel(net, multi_avg_fn=fn, use_buffers=True)
+    for _ in range(7):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net(torch.randn(5, 3))  # moves the BatchNorm buffers
+        ours.update_parameters(net)
+        theirs.update_parameters(net)
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert int(ours.n_averaged) == int(theirs.n_averaged) == 7
+    state = theirs.state_dict()
+    resumed = HostCountedAveragedModel(net, multi_avg_fn=fn, use_buffers=True)
+    resumed.update_parameters(net)  # host count 1 ...
+    resumed.load_state_dict(state)  # ... replaced by the checkpoint's 7
+    resumed.update_parameters(net)
+    theirs.update_parameters(net)
+    for a, b in zip(resumed.state_dict().values(), theirs.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -89,14 +89,50 @@ def test_non_finite_loss_stops_with_step(tmp_path):
 
     def loss_fn(model, x, y=None, generator=None):
         calls.append(1)
-        value = torch.tensor(float("nan")) if len(calls) == 3 else (model(x, torch.full((x.shape[0],), 0.5)) ** 2).mean() + 1
-        return value, None, None
+        value = (model(x, torch.full((x.shape[0],), 0.5)) ** 2).mean() + 1
+        return (value * float("nan") if len(calls) == 3 else value), None, None
 
     module.loss_fn = loss_fn
     trainer = L.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0)
-    with pytest.raises(FloatingPointError, match="loss is nan at step 2"):
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2 "):
         trainer.fit(module, datamodule=data)
+
+
+def test_non_finite_loss_is_caught_before_a_checkpoint_and_at_the_window_end(tmp_path):
+    """The loss is read on the host once per ``log_every_n_steps`` window (no GPU sync per step), but a
+    checkpoint is never written after a NaN: the step-4 checkpoint is refused, naming step 2; with
+    checkpoints off, the check on the next logging step (step 2 of every 3) stops the run."""
+    from sdegen.training.callbacks import StepCheckpoint
+
+    cfg = config("data=gmm", "data.train_size=64", "data.batch_size=8")
+    data = __import__("hydra").utils.instantiate(cfg.data)
+
+    def nan_at_call(n):
+        calls = []
+
+        def loss_fn(model, x, y=None, generator=None):
+            calls.append(1)
+            value = (model(x, torch.full((x.shape[0],), 0.5)) ** 2).mean() + 1
+            return (value * float("inf") if len(calls) == n else value), None, None
+        return loss_fn, calls
+
+    module = ScoreModule(cfg, build_sde(cfg), data)
+    module.loss_fn, _ = nan_at_call(3)
+    ckpt = StepCheckpoint(tmp_path / "ckpt", every_n_steps=4)
+    trainer = L.Trainer(max_steps=8, logger=False, enable_progress_bar=False, accelerator="cpu", callbacks=[ckpt],
+                        default_root_dir=tmp_path, limit_val_batches=0, log_every_n_steps=50)
+    with pytest.raises(FloatingPointError, match="loss is inf at step 2 "):
+        trainer.fit(module, datamodule=data)
+    assert not list((tmp_path / "ckpt").glob("*.ckpt"))
+
+    module = ScoreModule(cfg, build_sde(cfg), data)
+    module.loss_fn, calls = nan_at_call(2)
+    trainer = L.Trainer(max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0, log_every_n_steps=3)
+    with pytest.raises(FloatingPointError, match="loss is inf at step 1 "):
+        trainer.fit(module, datamodule=data)
+    assert len(calls) == 3  # steps 0-2 ran: the check on logging step 2 stopped the run
 
 
 def test_wandb_offline_without_key(tmp_path, monkeypatch, caplog):
@@ -192,3 +228,55 @@ def test_lr_multiplier_warmup_and_decay_closed_forms():
     assert lr_multiplier(3, decay="linear", warmup=10, decay_start=0.0, total=10) == pytest.approx(0.4 * 0.7)
     with pytest.raises(ValueError, match="optim.decay"):
         lr_multiplier(600, decay="exp", **kw)
+
+
+def test_training_steps_never_read_the_device(tmp_path, monkeypatch):
+    """A GPU step must not wait for the host: between logging / checkpoint / validation steps the whole
+    `sdegen train` step (loss, NaN watch, power EMA, logging, progress bar) reads no tensor on the host and
+    makes no device scalar.  Counted on the CPU by instrumenting Tensor.item/__bool__/__int__/__float__ and
+    torch.tensor(..., device=); Adam's own ``step`` reads are excluded (that counter lives on the CPU
+    unless ``capturable``).  The previous code read 6 per step (NaN check, lr log, prog-bar loss, power
+    EMA's count, AveragedModel's two counter tests)."""
+    import traceback
+
+    import sdegen.training.progress as progress
+
+    monkeypatch.setattr(progress.RunProgressBar, "min_interval", 1e9)  # the bar refreshes once, at step 1
+    reads, state = [], {"step": None}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            if state["step"] is not None:
+                frames = traceback.extract_stack(limit=12)[:-1]
+                if not any(f.filename.endswith("torch/optim/optimizer.py") for f in frames):
+                    reads.append((state["step"], name, f"{frames[-1].filename}:{frames[-1].lineno}"))
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("item", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    real_tensor = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: (counted("tensor(device=)", real_tensor) if k.get("device")
+                                                          is not None else real_tensor)(*a, **k))
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            state["step"] = trainer.global_step if trainer.global_step >= 3 else None
+
+        def on_train_batch_end(self, trainer, *args):
+            state["step"] = None
+
+    import sdegen.training.callbacks as callbacks
+
+    build = callbacks.build_callbacks
+    monkeypatch.setattr(callbacks, "build_callbacks", lambda cfg, run_dir: [*build(cfg, run_dir), Clock()])
+    import sdegen.commands.train as train
+
+    monkeypatch.setattr(train, "build_callbacks", callbacks.build_callbacks, raising=False)
+    every = 5
+    main(config("data=gmm", "data.train_size=256", "trainer.max_steps=16", f"trainer.log_every_n_steps={every}",
+                "checkpoint.every_n_steps=100", "sample_grid.every_n_steps=0", "sample_grid.at_end=false",
+                "val_every=100", "trainer.enable_progress_bar=true"), run_dir=tmp_path)
+    quiet = [r for r in reads if (r[0] + 1) % every != 0 and r[0] not in (15,)]  # logging steps 4, 9, 14; last 15
+    assert not quiet, quiet[:5]
+    assert {r[0] for r in reads} <= {4, 9, 14, 15}

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
-from torch.optim.swa_utils import get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 def ema_callback(trainer: L.Trainer):
@@ -114,16 +114,72 @@ class StepCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class HostCountedAveragedModel(AveragedModel):
+    """``torch.optim.swa_utils.AveragedModel`` whose update never waits for the device.
+
+    torch's ``update_parameters`` reads its on-device counter ``n_averaged`` on the host twice per call
+    (``bool(self.n_averaged == 0)``, ``if self.n_averaged > 0``): on a GPU that is a device-to-host
+    synchronisation every training step, which stops the CPU from queueing the next step while the
+    GPU works.  Here a host-side mirror of the counter decides (read from the device once, and again
+    after ``load_state_dict``), the averaging function gets the count as a Python int, and the device
+    counter (what checkpoints store) is advanced in place.  Needs a ``multi_avg_fn``; the same
+    arithmetic as torch's (first call copies, later calls average)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.multi_avg_fn is None:
+            raise ValueError("HostCountedAveragedModel needs a multi_avg_fn")
+        self._host_count = None
+
+    def load_state_dict(self, *args, **kwargs):
+        result = super().load_state_dict(*args, **kwargs)
+        self._host_count = None  # n_averaged came from the checkpoint
+        return result
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        if self._host_count is None:
+            self._host_count = int(self.n_averaged)  # one read, at the first update
+        if self.use_buffers:
+            averaged = [*self.module.parameters(), *self.module.buffers()]
+            current = [*model.parameters(), *model.buffers()]
+        else:
+            averaged, current = list(self.module.parameters()), list(model.parameters())
+        groups: dict = {}  # (device, dtype) -> (averaged tensors, current tensors)
+        for a, c in zip(averaged, current):
+            pair = groups.setdefault((a.device, a.dtype), ([], []))
+            pair[0].append(a.detach())
+            pair[1].append(c.detach().to(a.device))
+        for avg, cur in groups.values():
+            if self._host_count == 0:
+                torch._foreach_copy_(avg, cur)
+            else:
+                self.multi_avg_fn(avg, cur, self._host_count)
+        if not self.use_buffers:  # as torch: buffers follow the model
+            for b_avg, b_model in zip(self.module.buffers(), model.buffers()):
+                b_avg.detach().copy_(b_model.detach().to(b_avg.device))
+        self.n_averaged += 1
+        self._host_count += 1
+
+
 class FusedEMAWeightAveraging(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging`` with the fused (``torch._foreach``) update of
     ``get_ema_multi_avg_fn`` instead of its per-tensor Python loop (that loop cost ≈ 40% of a GPU
-    step for NCSN++ in scripts/bench_train.py)."""
+    step for NCSN++ in scripts/bench_train.py), on a ``HostCountedAveragedModel`` (no device-to-host
+    synchronisation per update)."""
 
     def __init__(self, decay: float = 0.999, update_starting_at_step=None, update_every_n_steps: int = 1):
         WeightAveraging.__init__(self, multi_avg_fn=get_ema_multi_avg_fn(decay))
         self.decay = float(decay)
         self.update_every_n_steps, self.update_starting_at_step = int(update_every_n_steps), update_starting_at_step
         self.update_starting_at_epoch = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Lightning's ``WeightAveraging.setup`` (ScoreModule has no ``configure_model``), building a
+        ``HostCountedAveragedModel``."""
+        if stage == "fit":
+            self._average_model = HostCountedAveragedModel(model=pl_module, device=self._device or pl_module.device,
+                                                           use_buffers=self._use_buffers, **self._kwargs)
 
 
 def sigma_rel_to_gamma(sigma_rel: float) -> float:
@@ -146,7 +202,12 @@ def power_ema_multi_avg_fn(gamma: float):
 
     @torch.no_grad()
     def update(ema_params, current_params, n_averaged):
-        t = int(n_averaged) + 1  # AveragedModel copies the first model and then calls with n = 1, 2, ...
+        # AveragedModel copies the first model and then calls with n = 1, 2, ...  (HostCountedAveragedModel
+        # passes a Python int: no device read here)
+        if not (ema_params[0].is_floating_point() or ema_params[0].is_complex()):
+            torch._foreach_copy_(ema_params, current_params)  # integer buffers (BatchNorm's counter) follow the model
+            return
+        t = int(n_averaged) + 1
         beta = (1.0 - 1.0 / t) ** (gamma + 1.0)
         torch._foreach_lerp_(ema_params, current_params, 1.0 - beta)
 

@@ -49,13 +49,24 @@ class RunProgressBar(TQDMProgressBar):
             estimates.append(timer.time_remaining())
         return _fmt(min(estimates)) if estimates else None
 
+    #: seconds between bar refreshes: each refresh reads the loss on the host (a GPU sync), so at most this often
+    min_interval = 0.5
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         bar = self.train_progress_bar
         if bar is None or bar.disable or not self._should_update(trainer.global_step, bar.total or 0):
             return
+        now = time.monotonic()
+        last_step = bool(bar.total) and trainer.global_step >= bar.total
+        if now - getattr(self, "_last_refresh", 0.0) < self.min_interval and not last_step:
+            return
+        self._last_refresh = now
         bar.n = trainer.global_step
         metrics = self.get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
+        loss = trainer.callback_metrics.get("train/loss")  # logged without prog_bar: not read every step
+        if loss is not None:
+            metrics["train/loss"] = f"{float(loss):.4g}"
         left = self._time_left(trainer)
         if left is not None:
             metrics["left"] = left
