@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..models.wideresnet import TimeDependentWideResNet
-from .module import data_info, plain_config
+from .module import LossWatch, data_info, plain_config
 from .speed import SpeedOptions
 
 
@@ -45,7 +45,7 @@ def noisy_batch(sde, x0, *, t_min, generator=None):
     return sde.perturb(x0, t, noise.to(x0.device, x0.dtype)), t
 
 
-class ClassifierModule(SpeedOptions, L.LightningModule):
+class ClassifierModule(LossWatch, SpeedOptions, L.LightningModule):
     """Cross-entropy of ``TimeDependentWideResNet`` on noisy data ``x_t`` at random t."""
 
     def __init__(self, cfg, sde, data):
@@ -71,12 +71,13 @@ class ClassifierModule(SpeedOptions, L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, accuracy = self._step(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"sdegen: classifier training stopped: loss {loss.item()} at step {self.global_step}; "
-                                     f"lower task.optim.lr")
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
-        self.log("train/acc", accuracy, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+        self.watch_loss(loss, batch_idx)  # no host read per step (LossWatch); the progress bar shows both
+        self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+        self.log("train/acc", accuracy, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
         return loss
+
+    def nonfinite_message(self, value, step, epoch, batch_idx) -> str:
+        return f"sdegen: classifier training stopped: loss {value} at step {step}; lower task.optim.lr"
 
     def validation_step(self, batch, batch_idx):
         generator = torch.Generator(device=batch[0].device).manual_seed(int(batch_idx))  # same t, noise each time
@@ -100,6 +101,7 @@ class ClassifierModule(SpeedOptions, L.LightningModule):
         return [SampleGrid(".", every_n_steps=0, n=0, at_end=False)]
 
     def on_save_checkpoint(self, checkpoint):
+        self.check_loss()  # never write weights trained on a NaN/inf loss
         checkpoint["sdegen"] = {"cfg": plain_config(self.cfg), "data": dict(self.data_info), "kind": "classifier"}
 
 

@@ -77,13 +77,55 @@ def lr_multiplier(step, *, warmup=0, decay="none", decay_start=0.5, total=0):
         return factor * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"optim.decay must be none, linear or cosine, got {decay!r}")
 
+
 def _logging_step(trainer) -> bool:
     """Whether Lightning sends this step's metrics to the loggers (every ``log_every_n_steps``)."""
     connector = getattr(trainer, "_logger_connector", None)
     return bool(getattr(connector, "should_update_logs", True)) if trainer is not None else True
 
 
-class ScoreModule(SpeedOptions, L.LightningModule):
+class LossWatch:
+    """A non-finite loss stops the run without the host reading the loss every step (a GPU sync).
+
+    ``watch_loss`` records on the device where the loss first became NaN/inf; the host looks on the
+    steps whose metrics Lightning logs (every ``trainer.log_every_n_steps``: the loss is read then
+    anyway), before every checkpoint (``on_save_checkpoint`` must call ``check_loss``: no checkpoint
+    holds weights trained on it) and at the end.  The error names the exact step."""
+
+    def nonfinite_message(self, value, step, epoch, batch_idx) -> str:
+        return (f"sdegen: training stopped: the loss is {value} at step {step} (epoch {epoch}, batch {batch_idx}); "
+                f"lower optim.lr or check the data/SDE. The last good checkpoint is in the run's checkpoints/ folder.")
+
+    def watch_loss(self, loss, batch_idx):
+        window = getattr(self, "_loss_window", None)
+        if window is None:  # device scalars, made once per window
+            window = self._loss_window = {
+                "steps": [], "calls": torch.zeros((), dtype=torch.long, device=loss.device),
+                "first_bad": torch.full((), -1, dtype=torch.long, device=loss.device),
+                "value": torch.zeros((), dtype=loss.dtype, device=loss.device)}
+        window["steps"].append((self.global_step, self.current_epoch, batch_idx))
+        bad = ~torch.isfinite(loss.detach()) & (window["first_bad"] < 0)
+        window["first_bad"] = torch.where(bad, window["calls"], window["first_bad"])
+        window["value"] = torch.where(bad, loss.detach(), window["value"])
+        window["calls"] += 1
+        if _logging_step(self.trainer) or len(window["steps"]) >= 1000:
+            self.check_loss()
+
+    def check_loss(self):
+        """Raise if a loss of the current window was NaN/inf (one host read)."""
+        window = getattr(self, "_loss_window", None)
+        if not window or not window["steps"]:
+            return
+        first_bad, value = int(window["first_bad"]), float(window["value"])
+        self._loss_window = None
+        if first_bad >= 0:
+            raise FloatingPointError(self.nonfinite_message(value, *window["steps"][first_bad]))
+
+    def on_train_end(self):
+        self.check_loss()
+
+
+class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
     """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``
     (``channels_last``/``compile`` options: ``SpeedOptions``)."""
 
@@ -109,49 +151,13 @@ class ScoreModule(SpeedOptions, L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = self._batch(batch)
         loss, _, _ = self.loss_fn(self.model, x, y)
-        self._watch_loss(loss, batch_idx)
+        self.watch_loss(loss, batch_idx)
         # no host read of the loss here: the progress bar shows it when it refreshes (training/progress.py)
         self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=False, batch_size=x.shape[0])
         if _logging_step(self.trainer):  # a Python float logged each step would be copied to the device each step
             self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=x.shape[0])
         return loss
 
-    # --- a non-finite loss stops the run, without reading the loss on the host every step ---------
-    def _watch_loss(self, loss, batch_idx):
-        """Record on the device where the loss first became NaN/inf; the host looks on the steps whose
-        metrics Lightning logs (every ``trainer.log_every_n_steps``: the loss is read then anyway), before
-        every checkpoint and at the end, so a GPU step never waits for its loss to be read.  The error
-        names the exact step."""
-        window = getattr(self, "_loss_window", None)
-        if window is None:  # device scalars, made once per window
-            window = self._loss_window = {
-                "steps": [], "calls": torch.zeros((), dtype=torch.long, device=loss.device),
-                "first_bad": torch.full((), -1, dtype=torch.long, device=loss.device),
-                "value": torch.zeros((), dtype=loss.dtype, device=loss.device)}
-        window["steps"].append((self.global_step, self.current_epoch, batch_idx))
-        bad = ~torch.isfinite(loss.detach()) & (window["first_bad"] < 0)
-        window["first_bad"] = torch.where(bad, window["calls"], window["first_bad"])
-        window["value"] = torch.where(bad, loss.detach(), window["value"])
-        window["calls"] += 1
-        if _logging_step(self.trainer) or len(window["steps"]) >= 1000:
-            self.check_loss()
-
-    def check_loss(self):
-        """Raise if a loss of the current window was NaN/inf (one host read)."""
-        window = getattr(self, "_loss_window", None)
-        if not window or not window["steps"]:
-            return
-        first_bad, value = int(window["first_bad"]), float(window["value"])
-        self._loss_window = None
-        if first_bad >= 0:
-            step, epoch, batch_idx = window["steps"][first_bad]
-            raise FloatingPointError(
-                f"sdegen: training stopped: the loss is {value} at step {step} "
-                f"(epoch {epoch}, batch {batch_idx}); lower optim.lr or check the data/SDE. "
-                f"The last good checkpoint is in the run's checkpoints/ folder.")
-
-    def on_train_end(self):
-        self.check_loss()
 
     def validation_step(self, batch, batch_idx):
         x, y = self._batch(batch)

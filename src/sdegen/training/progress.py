@@ -64,9 +64,10 @@ class RunProgressBar(TQDMProgressBar):
         bar.n = trainer.global_step
         metrics = self.get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        loss = trainer.callback_metrics.get("train/loss")  # logged without prog_bar: not read every step
-        if loss is not None:
-            metrics["train/loss"] = f"{float(loss):.4g}"
+        for key in ("train/loss", "train/acc"):  # logged without prog_bar: not read on the host every step
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                metrics[key] = f"{float(value):.4g}"
         left = self._time_left(trainer)
         if left is not None:
             metrics["left"] = left
