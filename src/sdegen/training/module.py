@@ -158,7 +158,6 @@ class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
             self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=x.shape[0])
         return loss
 
-
     def validation_step(self, batch, batch_idx):
         x, y = self._batch(batch)
         generator = torch.Generator().manual_seed(int(batch_idx))  # same t and noise at every validation
