@@ -133,8 +133,8 @@ def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
 
 
 def test_dpm_solver_defaults_follow_the_step_count():
-    """``auto`` start/end: the 10-NFE recipe up to 12 steps, EDM's 80 → 0.005 from 13 on; an explicit
-    value always wins over the table."""
+    """``auto`` start/end: the 10-NFE recipe up to 12 steps, 20 → 0.006 for 13–24 steps, EDM's 80 → 0.005
+    from 25 on; an explicit value always wins over the table."""
     from sdegen.samplers import resolve_auto, split_config
 
     def driver(**overrides):
@@ -142,7 +142,9 @@ def test_dpm_solver_defaults_follow_the_step_count():
 
     for steps in (5, 9, 12):
         assert (driver(steps=steps)["start_noise"], driver(steps=steps)["end_noise"]) == (10, 0.004)
-    for steps in (13, 19, 100):
+    for steps in (13, 19, 24):
+        assert (driver(steps=steps)["start_noise"], driver(steps=steps)["end_noise"]) == (20, 0.006)
+    for steps in (25, 100):
         assert (driver(steps=steps)["start_noise"], driver(steps=steps)["end_noise"]) == (80, 0.005)
     assert driver(steps=9, end_noise=0.002)["end_noise"] == 0.002  # explicit beats auto
     assert driver(steps=9, start_noise=None)["start_noise"] is None

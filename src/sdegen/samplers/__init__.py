@@ -29,8 +29,8 @@ def resolve_auto(sampler_cfg) -> dict:
 
     ``by_steps`` is a list of rows ``{max_steps: N, key: value, ...}`` in increasing ``max_steps``; an
     ``auto`` key takes its value from the first row with ``steps <= max_steps`` (``.inf`` for the last
-    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: the 10-NFE recipe
-    up to 12 steps, the 20-NFE defaults from 13 on) while an explicit ``sampler.end_noise=0.002``
+    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: σ/α 10 → 0.004 up to
+    12 steps, 20 → 0.006 for 13–24, 80 → 0.005 from 25) while an explicit ``sampler.end_noise=0.002``
     always wins.  The table is dropped from the result: what is returned is what runs."""
     if hasattr(sampler_cfg, "_metadata"):  # an OmegaConf node
         from omegaconf import OmegaConf
