@@ -101,7 +101,7 @@ def run(mixture_name, mixture, settings, sdes, n, rows, *, guided_label=None, sw
     target = mixture
     if guided_label is not None:
         k = guided_label
-        target = GaussianMixture(mixture.means[k:k + 1], mixture.stds[k:k + 1], [1.0], mixture.shape)
+        target = mixture.component(k)
     reference = data_log_likelihood(target, 200_000, seed=123)
     g = torch.Generator().manual_seed(0)
     refs = [target.sample(n, generator=g)[0] for _ in range(3)] if sw else None

@@ -91,3 +91,13 @@ def test_npz_roundtrip(tmp_path, mixture):
         GaussianMixture.from_npz(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="shape"):
         GaussianMixture(np.zeros((2, 4)), np.ones((2, 4)), [1, 1], (1, 3, 3))
+
+
+def test_component_is_the_class_conditional():
+    """mixture.component(k) is p(x | y = k): the diagonal Gaussian of component k alone."""
+    m = GaussianMixture.multiscale(num_components=3, shape=(1, 2, 3), seed=4)
+    x = torch.randn(50, 1, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for k in range(3):
+        expected = torch.distributions.Normal(m.means[k], m.stds[k]).log_prob(x.reshape(50, -1)).sum(1)
+        torch.testing.assert_close(m.component(k).log_prob(x.reshape(50, -1)), expected)
+        assert m.component(k).num_components == 1 and m.component(k).shape == m.shape

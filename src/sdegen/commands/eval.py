@@ -337,7 +337,6 @@ def gap_metrics(data, samples: dict, seed: int) -> dict:
     gap of its n_k samples against component k alone, combined with weights n_k / n (the same bed as
     ``scripts/bench_samplers.py --suite guided``)."""
     from ..metrics.gap import log_likelihood_gap
-    from ..models.gmm import GaussianMixture
 
     mixture = data.mixture
     x = samples_model_space(data, samples).double()
@@ -353,8 +352,7 @@ def gap_metrics(data, samples: dict, seed: int) -> dict:
     total, variance = 0.0, 0.0
     for k in classes:
         chosen = labels == k
-        component = GaussianMixture(mixture.means[k:k + 1], mixture.stds[k:k + 1], [1.0], mixture.shape)
-        gap = log_likelihood_gap(component, x[chosen], seed=seed)
+        gap = log_likelihood_gap(mixture.component(k), x[chosen], seed=seed)
         share = float(chosen.double().mean())
         total += share * gap.gap
         variance += (share * gap.se) ** 2

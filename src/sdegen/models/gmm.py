@@ -87,6 +87,10 @@ class GaussianMixture:
         np.savez(path, means=self.means.numpy(), stds=self.stds.numpy(),
                  weights=self.weights.numpy(), shape=np.asarray(self.shape))
 
+    def component(self, k: int) -> "GaussianMixture":
+        """Component k alone, as a one-component mixture: p(x | y = k), the target of class-k guidance."""
+        return GaussianMixture(self.means[k:k + 1], self.stds[k:k + 1], [1.0], self.shape)
+
     # --- sampling -----------------------------------------------------------------------------
     def sample(self, n: int, *, generator=None, component=None):
         """Draw n samples; returns (x of shape (n, *shape) float32, labels (n,) int64)."""
