@@ -150,14 +150,14 @@ def bench_lightning(model_name, batch, steps, warmup, device, overrides, precisi
 def bench_plain(model_name, batch, steps, warmup, device, overrides, precision="32-true"):
     """The same step as a plain PyTorch loop: autocast for ``precision`` (a GradScaler for 16-mixed),
     channels-last batches and ``nn.Module.compile`` when the config (``overrides``) asks for them."""
-    from sdegen.training.callbacks import HostCountedAveragedModel, ema_weight_averaging
+    from sdegen.training.callbacks import HostCountedAveragedModel, ema_multi_avg_fn
 
     reset(device)
     cfg, sde, module = make(model_name, overrides)
     model = module.model.to(device)  # channels_last=true: ScoreModule already converted the weights
     # the EMA `sdegen train` runs (train.yaml's ema: the power function of EDM2 by default), sync-free as there
-    averaging = ema_weight_averaging(float(cfg.ema.decay or 0.999), sigma_rel=cfg.ema.get("sigma_rel"))
-    ema = HostCountedAveragedModel(model, use_buffers=True, **averaging._kwargs)
+    ema = HostCountedAveragedModel(model, use_buffers=True,
+                                   multi_avg_fn=ema_multi_avg_fn(float(cfg.ema.decay or 0.999), cfg.ema.get("sigma_rel")))
     if cfg.get("compile"):
         compile_network(model, cfg.get("compile_mode"), device)  # after the EMA copy, as in ScoreModule.setup
     loss_fn = Probe(module.loss_fn)

@@ -169,7 +169,7 @@ class FusedEMAWeightAveraging(EMAWeightAveraging):
     synchronisation per update)."""
 
     def __init__(self, decay: float = 0.999, update_starting_at_step=None, update_every_n_steps: int = 1):
-        WeightAveraging.__init__(self, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        WeightAveraging.__init__(self, multi_avg_fn=ema_multi_avg_fn(decay))
         self.decay = float(decay)
         self.update_every_n_steps, self.update_starting_at_step = int(update_every_n_steps), update_starting_at_step
         self.update_starting_at_epoch = None
@@ -218,10 +218,18 @@ class PowerEMAWeightAveraging(FusedEMAWeightAveraging):
     """``EMAWeightAveraging`` with the power-function profile of ``power_ema_multi_avg_fn``."""
 
     def __init__(self, sigma_rel: float = 0.1, update_starting_at_step=None, update_every_n_steps: int = 1):
-        WeightAveraging.__init__(self, multi_avg_fn=power_ema_multi_avg_fn(sigma_rel_to_gamma(sigma_rel)))
+        WeightAveraging.__init__(self, multi_avg_fn=ema_multi_avg_fn(None, sigma_rel))
         self.sigma_rel, self.decay = float(sigma_rel), None
         self.update_every_n_steps, self.update_starting_at_step = int(update_every_n_steps), update_starting_at_step
         self.update_starting_at_epoch = None
+
+
+def ema_multi_avg_fn(decay: float | None, sigma_rel: float | None = None):
+    """The averaging function of train.yaml's ``ema``: EDM2's power function when ``sigma_rel`` is set,
+    else the fixed ``decay`` (what the callbacks below and the plain loop of scripts/bench_train.py use)."""
+    if sigma_rel:
+        return power_ema_multi_avg_fn(sigma_rel_to_gamma(float(sigma_rel)))
+    return get_ema_multi_avg_fn(decay)
 
 
 def ema_weight_averaging(decay: float | None, start_step=None, every_n_steps: int = 1, sigma_rel: float | None = None):
