@@ -70,9 +70,11 @@ DEFAULTS = (
     # and ends at 0.004 (order 3 to the end, + Tweedie)
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
     + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
+    + [("dpm_solver log-SNR grid (default before focus: 20 → 0.006)", "dpm_solver",
+        {"grid": "logsnr", "end_noise": 0.006})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
         {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,
-         "start_noise": None})]
+         "start_noise": None, "grid": "logsnr"})]
 )
 QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
          "dpm_solver_sde (default)", "restart (default)", "ode (default)", TEN_NFE_LABEL}

@@ -45,5 +45,6 @@ def test_exact_ode_has_no_spread_error_and_dpm_solver_is_scale_free():
     inner = STDS[(STDS > 0.05) & (STDS < 0.5)]
     nine = P.spread_gap({**group_config("sampler", "dpm_solver"), "steps": 9}, inner)
     assert 0.013 < float(nine.min()) and float(nine.max()) < 0.018
-    nineteen = P.spread_gap({**group_config("sampler", "dpm_solver"), "start_noise": 80, "end_noise": 0.005}, inner)
+    nineteen = P.spread_gap({**group_config("sampler", "dpm_solver"), "start_noise": 80, "end_noise": 0.005,
+                             "grid": "logsnr"}, inner)
     assert 0.0015 < float(nineteen.min()) and float(nineteen.max()) < 0.008

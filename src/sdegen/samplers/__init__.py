@@ -14,11 +14,11 @@ import torch
 from ..errors import UserError
 
 from .base import CountingScore, SampleResult, run_steps, tweedie_denoise
-from .grids import time_grid
+from .grids import GRIDS, time_grid
 
 
 #: keys of a sampler config read by the driver; every other key is an option of the algorithm
-DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "denoise", "resample", "by_steps")
+DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options", "denoise", "resample", "by_steps")
 
 #: the value that asks ``by_steps`` for a setting
 AUTO = "auto"
@@ -64,6 +64,10 @@ def resolve_auto(sampler_cfg) -> dict:
     if not isinstance(steps, (int, float)) or isinstance(steps, bool):
         raise UserError(f"sampler.steps must be an integer >= 1, got {steps!r}")
     row = next((r for r, b in zip(table, bounds) if steps <= b), None)
+    if "grid_options" in auto_keys and "grid" not in auto_keys:
+        # a row's grid options belong to the row's grid: an explicit `sampler.grid=logsnr` runs with its defaults
+        auto_keys.remove("grid_options")
+        cfg["grid_options"] = {}
     for key in auto_keys:
         if row is None or key not in row:
             raise UserError(f"sampler.{key}=auto: sampler.by_steps has no value for it at steps={steps}; "
@@ -139,6 +143,18 @@ def split_config(sampler_cfg) -> tuple:
     steps = int(driver.get("steps", 1000))
     if steps < 1:
         raise UserError(f"sampler.steps must be >= 1, got {steps}")
+    grid = driver.get("grid", "uniform")
+    if grid not in GRIDS:
+        raise UserError(f"sampler.grid={grid!r} is not a time grid; choose one of {', '.join(sorted(GRIDS))}")
+    grid_options = driver.get("grid_options") or {}
+    if not isinstance(grid_options, dict):
+        raise UserError(f"sampler.grid_options must be a mapping of the grid's options, got {grid_options!r}")
+    grid_params = [k for k, p in inspect.signature(GRIDS[grid]).parameters.items()
+                   if k not in ("sde", "steps", "eps", "start") and p.default is not p.empty]
+    unknown_grid = sorted(k for k in grid_options if k not in grid_params)
+    if unknown_grid:
+        raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
+                        f"valid: {', '.join(grid_params) or 'none'}")
     if int(driver.get("resample", 1)) < 1:
         raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
     return fn, driver, cfg
@@ -161,7 +177,9 @@ def settings(sampler_cfg) -> str:
         last = f"t = {cfg.get('eps', 1e-3):g}" if end is None else f"{end:g}"
         parts.append(f"σ/α {first} → {last}")
     if cfg.get("grid"):
-        parts.append(f"{cfg['grid']} grid")
+        options = cfg.get("grid_options") or {}
+        parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
+                                              if options else ""))
     return ", ".join(parts) or "default grid"
 
 
@@ -183,7 +201,7 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
         raise UserError(f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
                         f"(end_noise/eps); raise start_noise")
     timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, driver.get("grid", "uniform"),
-                          start=None if t_start == float(sde.T) else t_start)
+                          start=None if t_start == float(sde.T) else t_start, **(driver.get("grid_options") or {}))
     x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
     if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
         x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
