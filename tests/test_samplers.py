@@ -168,6 +168,15 @@ def test_dpm_solver_defaults_follow_the_step_count():
     assert torch.equal(a.x, b.x)
 
 
+def test_unipc_range_follows_the_step_count():
+    """UniPC: σ/α 20 → 0.006 up to 24 steps (docs/samplers.md "UniPC's range"), EDM's 80 → 0.005 from 25."""
+    from sdegen.samplers import split_config
+
+    for steps, expected in ((9, (20, 0.006)), (19, (20, 0.006)), (24, (20, 0.006)), (25, (80, 0.005))):
+        driver = split_config(sampler_cfg("unipc", steps=steps))[1]
+        assert (driver["start_noise"], driver["end_noise"]) == expected
+
+
 @pytest.mark.parametrize("change,message", [
     ({"by_steps": None}, "needs a sampler.by_steps table"),
     ({"by_steps": [{"start_noise": 10}]}, "numeric max_steps"),
