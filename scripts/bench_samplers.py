@@ -4,6 +4,7 @@ sampler × SDE, on several mixtures (the ones the defaults were tuned on and hel
     .venv/bin/python scripts/bench_samplers.py                 # full: tuning + held-out + guided
     .venv/bin/python scripts/bench_samplers.py --quick         # defaults only, one mixture, n = 4000 (~1 min)
     .venv/bin/python scripts/bench_samplers.py --suite heldout # defaults on the held-out mixtures only
+    .venv/bin/python scripts/bench_samplers.py --sweeps-only --figure  # only the gap-vs-NFE figure
 
 Gap = (E_samples[log p] − E_data[log p]) / D in nats/dim (``sdegen.metrics.gap``), with its standard
 error (printed; ≈ 0.002 at the default n = 20,000 for 16-d mixtures, 10,000 above; the step sweeps
@@ -206,6 +207,8 @@ def main():
     parser.add_argument("--skip", default="", help="comma-separated setting labels to leave out (CPU time)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="only rebuild the tables and plot from earlier samplers.json files")
+    parser.add_argument("--sweeps-only", action="store_true",
+                        help="only the step sweeps on the tuning mixtures (what the figure plots: ≈ 15 min on one core)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -235,15 +238,16 @@ def main():
                 if not wanted(name):
                     continue
                 mixture = GaussianMixture.multiscale(**spec)
-                run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
+                if not args.sweeps_only:
+                    run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
                 run(name, mixture, list(SWEEPS), sdes, args.n_sweep or size(mixture) // 2, rows, sw=False)
-        if args.suite in ("all", "heldout"):
+        if args.suite in ("all", "heldout") and not args.sweeps_only:
             for name, spec in HELDOUT.items():
                 if not wanted(name):
                     continue
                 mixture = GaussianMixture.multiscale(**spec)
                 run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
-        if args.suite in ("all", "guided"):  # exact posterior p_t(y | x): the target is component y
+        if args.suite in ("all", "guided") and not args.sweeps_only:  # exact posterior p_t(y | x): the target is component y
             for name, spec in (("multiscale-16d", TUNING["multiscale-16d"]), ("heldout-16d", HELDOUT["heldout-16d"])):
                 if not wanted(name):
                     continue

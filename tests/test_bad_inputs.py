@@ -88,6 +88,11 @@ CASES = [
     ("bogus", r"unknown command 'bogus'"),
     # numeric ranges, before any work
     ("sample sampler.steps=0 n_samples=2", r"sampler\.steps must be >= 1, got 0"),
+    # a sampler's own option with a bad value: one line from the sampler function, not a traceback
+    ("sample data=gmm model=gmm sampler=unipc sampler.variant=bh3 n_samples=2", r"unknown UniPC variant 'bh3'"),
+    ("sample data=gmm model=gmm sampler=unipc sampler.corrector=maybe n_samples=2",
+     r"UniPC's corrector must be true or false, got 'maybe'"),
+    ("sample data=gmm model=gmm sampler=pc sampler.predictor=leapfrog n_samples=2", r"unknown predictor 'leapfrog'"),
     ("sample sampler.eps=2", r"sampler\.eps must satisfy 0 < eps < T = 1, got 2"),
     ("sample n_samples=0", r"n_samples must be an integer >= 1, got 0"),
     ("train val_every=0", r"val_every must be an integer >= 1, got 0"),

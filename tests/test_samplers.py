@@ -169,12 +169,26 @@ def test_dpm_solver_defaults_follow_the_step_count():
 
 
 def test_unipc_range_follows_the_step_count():
-    """UniPC: σ/α 20 → 0.006 up to 24 steps (docs/samplers.md "UniPC's range"), EDM's 80 → 0.005 from 25."""
+    """UniPC: σ/α 20 → 0.006 up to 24 steps (docs/samplers.md "UniPC's range"), EDM's 80 → 0.005 from 25;
+    the corrector UniC only from 11 steps ("UniPC at 10 steps or fewer"), unless set."""
     from sdegen.samplers import split_config
 
-    for steps, expected in ((9, (20, 0.006)), (19, (20, 0.006)), (24, (20, 0.006)), (25, (80, 0.005))):
-        driver = split_config(sampler_cfg("unipc", steps=steps))[1]
-        assert (driver["start_noise"], driver["end_noise"]) == expected
+    for steps, expected in ((5, (20, 0.006, False)), (10, (20, 0.006, False)), (11, (20, 0.006, True)),
+                            (19, (20, 0.006, True)), (24, (20, 0.006, True)), (25, (80, 0.005, True))):
+        _, driver, options = split_config(sampler_cfg("unipc", steps=steps))
+        assert (driver["start_noise"], driver["end_noise"], options["corrector"]) == expected
+    assert split_config(sampler_cfg("unipc", steps=9, corrector=True))[2]["corrector"] is True
+
+
+def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):
+    """At 7 steps (h ≈ 1.1 in λ) UniC over-corrects on exact mixture scores (gap ≈ −0.3 nats/dim here); the
+    default drops it up to 10 steps: ≈ +0.03 (docs/samplers.md "UniPC at 10 steps or fewer")."""
+    default = draw("unipc", "vp-linear", mixture, 4000, seed=1, steps=7)
+    forced = draw("unipc", "vp-linear", mixture, 4000, seed=1, steps=7, options={"corrector": True})
+    default_gap = log_likelihood_gap(mixture, default.x, reference=data_logp).gap
+    forced_gap = log_likelihood_gap(mixture, forced.x, reference=data_logp).gap
+    assert default.nfe == forced.nfe == 8
+    assert abs(default_gap) < 0.08 and forced_gap < -0.15, (default_gap, forced_gap)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -353,7 +367,8 @@ def test_unknown_options_are_clear_errors(mixture):
     sde = SDES["vp-linear"]
     for name, options in (("pc", {"predictor": "leapfrog"}), ("pc", {"corrector": "hmc"}), ("ode", {"method": "rk45"}),
                           ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"}),
-                          ("unipc", {"variant": "bh3"}), ("unipc", {"order": 4}), ("dpm_solver_singlestep", {"order": 4}),
+                          ("unipc", {"variant": "bh3"}), ("unipc", {"order": 4}), ("unipc", {"corrector": "sometimes"}),
+                          ("dpm_solver_singlestep", {"order": 4}),
                           ("dpm_solver_sde", {"order": 3})):
         with pytest.raises(ValueError):
             sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
@@ -465,11 +480,13 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     ("heun", {}, "vp-linear", 10, 2),
     ("heun", {}, "ve", 10, 2),
     # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
-    ("unipc", {"options": {"order": 1}}, "vp-linear", 10, 2),
+    ("unipc", {"options": {"order": 1, "corrector": True}}, "vp-linear", 10, 2),
     ("unipc", {"options": {"order": 1, "corrector": False}}, "vp-linear", 10, 1),
-    ("unipc", {"options": {"order": 2, "variant": "bh1", "algorithm": "dpmsolver++", "lower_order_final": False}},
+    ("unipc", {"options": {"order": 2, "variant": "bh1", "algorithm": "dpmsolver++", "lower_order_final": False,
+                           "corrector": True}},
      "vp-linear", 20, 3),
-    ("unipc", {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False}}, "ve", 20, 3),
+    ("unipc", {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False, "corrector": True}},
+     "ve", 20, 3),
     ("dpm_solver_singlestep", {"options": {"order": 2}}, "vp-linear", 10, 2),
     ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "vp-linear", 10, 3),
     ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 10, 3),

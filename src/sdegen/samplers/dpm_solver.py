@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ..errors import UserError
 from .base import CountingScore, SampleResult, run_steps
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
@@ -25,10 +26,10 @@ def check_solver(name: str, algorithm: str, order) -> tuple[int, bool]:
     """``(order, data_prediction)`` of an exponential-integrator solver's options (DPM-Solver, UniPC):
     ``algorithm`` dpmsolver (noise prediction) or dpmsolver++ (data prediction), order 1, 2 or 3."""
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown {name} algorithm {algorithm!r}; choose dpmsolver (noise) or dpmsolver++ (data)")
+        raise UserError(f"unknown {name} algorithm {algorithm!r}; choose dpmsolver (noise) or dpmsolver++ (data)")
     order = int(order)
     if order not in (1, 2, 3):
-        raise ValueError(f"{name} order must be 1, 2 or 3, got {order}")
+        raise UserError(f"{name} order must be 1, 2 or 3, got {order}")
     return order, algorithm == "dpmsolver++"
 
 

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from ..errors import UserError
 from .base import CountingScore, SampleResult, randn_like, run_steps
 from .dpm_solver import _coefficients
 
@@ -32,7 +33,7 @@ def sample_dpm_solver_sde(score_fn, sde, x, timesteps, *, step_hook=None, genera
     not probability-flow-consistent scheme — use dpm_solver for that)."""
     order = int(order)
     if order not in (1, 2):
-        raise ValueError(f"SDE-DPM-Solver++ order must be 1 or 2, got {order}")
+        raise UserError(f"SDE-DPM-Solver++ order must be 1 or 2, got {order}")
     score = CountingScore(score_fn)
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
     index = {float(t): i for i, t in enumerate(timesteps)}

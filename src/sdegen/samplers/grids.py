@@ -97,7 +97,7 @@ GRIDS = {"uniform": uniform_grid, "logsnr": logsnr_grid, "edm": edm_grid, "shift
 
 def time_grid(sde: SDE, steps: int, eps: float, kind: str = "uniform", **kwargs) -> torch.Tensor:
     if kind not in GRIDS:
-        raise ValueError(f"unknown time grid {kind!r}; choose one of {sorted(GRIDS)}")
+        raise UserError(f"unknown time grid {kind!r}; choose one of {sorted(GRIDS)}")
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise UserError(f"steps must be >= 1, got {steps}")
     return GRIDS[kind](sde, steps, eps, **kwargs)

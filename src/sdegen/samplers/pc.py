@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from ..sde.base import SDE, expand_as
 from .base import CountingScore, SampleResult, randn_like, run_steps
 
@@ -87,9 +88,9 @@ def sample_pc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, sn
     corrector updates at t, then one predictor step t → t_next.
     NFE = steps · (corrector_steps + [predictor ≠ none]) (+1 with denoise)."""
     if predictor not in PREDICTORS:
-        raise ValueError(f"unknown predictor {predictor!r}; choose one of {PREDICTORS}")
+        raise UserError(f"unknown predictor {predictor!r}; choose one of {PREDICTORS}")
     if corrector not in CORRECTORS:
-        raise ValueError(f"unknown corrector {corrector!r}; choose one of {CORRECTORS}")
+        raise UserError(f"unknown corrector {corrector!r}; choose one of {CORRECTORS}")
     score = CountingScore(score_fn)
     predict, correct = _PREDICT.get(predictor), _CORRECT.get(corrector)
     n_correct = int(corrector_steps) if correct is not None else 0

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from ..errors import UserError
 from .base import CountingScore, SampleResult, randn_like, run_steps
 
 
@@ -35,16 +36,16 @@ def _intervals(restarts, main_ratios):
     plan = {}
     for entry in restarts or ():
         if len(entry) != 4:
-            raise ValueError(f"a restart interval is [steps, K, s_min, s_max] (σ/α), got {entry!r}")
+            raise UserError(f"a restart interval is [steps, K, s_min, s_max] (σ/α), got {entry!r}")
         n, k, s_min, s_max = entry
         if int(n) != n or n < 1 or int(k) != k or k < 0:
-            raise ValueError(f"restart interval {entry!r}: steps must be an integer ≥ 1 and K an integer ≥ 0")
+            raise UserError(f"restart interval {entry!r}: steps must be an integer ≥ 1 and K an integer ≥ 0")
         if not 0 < s_min < s_max:
-            raise ValueError(f"restart interval {entry!r}: needs 0 < s_min < s_max (noise-to-signal ratios σ/α)")
+            raise UserError(f"restart interval {entry!r}: needs 0 < s_min < s_max (noise-to-signal ratios σ/α)")
         # the grid point nearest s_min in log σ/α (never the start: there is nothing to restart yet)
         index = 1 + min(range(len(main_ratios) - 1), key=lambda j: abs(math.log(main_ratios[j + 1] / s_min)))
         if not s_max > main_ratios[index]:
-            raise ValueError(f"restart interval {entry!r}: s_max must exceed σ/α = {main_ratios[index]:.4g} "
+            raise UserError(f"restart interval {entry!r}: s_max must exceed σ/α = {main_ratios[index]:.4g} "
                              f"of the grid point its s_min snaps to")
         plan.setdefault(index, []).append((int(n), int(k), float(s_max)))
     return plan

@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from ..errors import UserError
 from .base import CountingScore, SampleResult, run_steps
 from .dpm_solver import _coefficients, check_solver
 
@@ -60,9 +61,12 @@ def sample_unipc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None,
     returns a new tensor (inpainting) or a RePaint jump makes the next step evaluate the score
     at the state it actually starts from (then NFE ≈ 2 · steps).
     ``lower_order_final``: the last k − 1 steps use orders k − 1, …, 1 (Zhao et al.'s code).
+    ``corrector=False`` runs UniP alone (the YAML default up to 10 steps, where UniC over-corrects).
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown UniPC variant {variant!r}; choose one of {VARIANTS}")
+        raise UserError(f"unknown UniPC variant {variant!r}; choose one of {VARIANTS}")
+    if not isinstance(corrector, bool):
+        raise UserError(f"UniPC's corrector must be true or false, got {corrector!r}")
     order, data_prediction = check_solver("UniPC", algorithm, order)
     score = CountingScore(score_fn)
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
