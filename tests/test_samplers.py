@@ -178,6 +178,21 @@ def test_unipc_range_follows_the_step_count():
         _, driver, options = split_config(sampler_cfg("unipc", steps=steps))
         assert (driver["start_noise"], driver["end_noise"], options["corrector"]) == expected
     assert split_config(sampler_cfg("unipc", steps=9, corrector=True))[2]["corrector"] is True
+    # the log line of `sdegen sample` says what the step count chose
+    from sdegen.samplers import settings
+
+    assert settings(sampler_cfg("unipc", steps=9)) == "σ/α 20 → 0.006, logsnr grid, corrector false"
+    assert settings(OmegaConf.create(sampler_cfg("unipc"))) == "σ/α 20 → 0.006, logsnr grid, corrector true"
+    assert settings(sampler_cfg("unipc", steps=9, corrector=True)).endswith("logsnr grid")
+
+
+def test_singlestep_grid_follows_the_step_count():
+    """dpm_solver_singlestep: the focus grid from 3 steps, log-SNR for 1–2 (docs/samplers.md)."""
+    from sdegen.samplers import split_config
+
+    for steps, grid in ((1, "logsnr"), (2, "logsnr"), (3, "focus"), (8, "focus"), (40, "focus")):
+        driver = split_config(sampler_cfg("dpm_solver_singlestep", steps=steps))[1]
+        assert (driver["grid"], driver["grid_options"], driver["start_noise"]) == (grid, {}, 80)
 
 
 def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):

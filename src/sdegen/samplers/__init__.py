@@ -168,7 +168,8 @@ def describe(sampler_cfg) -> str:
 
 
 def settings(sampler_cfg) -> str:
-    """Where the grid runs, ``auto`` resolved: ``σ/α 10 → 0.004, logsnr grid`` (beside ``describe``)."""
+    """Where the grid runs, ``auto`` resolved: ``σ/α 10 → 0.004, logsnr grid`` (beside ``describe``), plus
+    any algorithm option the step count chose (``corrector false``)."""
     cfg = resolve_auto(sampler_cfg)
     parts = []
     start, end = cfg.get("start_noise"), cfg.get("end_noise")
@@ -180,6 +181,14 @@ def settings(sampler_cfg) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
+    raw = sampler_cfg
+    if hasattr(raw, "_metadata"):  # an OmegaConf node
+        from omegaconf import OmegaConf
+
+        raw = OmegaConf.to_container(raw, resolve=True)
+    # the algorithm's own options that the step count chose (unipc's corrector)
+    chosen = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO and k not in DRIVER_KEYS]
+    parts += [f"{k} {str(cfg[k]).lower() if isinstance(cfg[k], bool) else cfg[k]}" for k in chosen]
     return ", ".join(parts) or "default grid"
 
 
