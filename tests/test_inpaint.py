@@ -124,10 +124,13 @@ def test_file_mask(tmp_path):
 
 
 @pytest.mark.slow
-def test_inpaint_command_on_the_test_bed(tmp_path):
+@pytest.mark.parametrize("sampler", [["sampler.steps=20"], ["sampler=dpm_solver"]])
+def test_inpaint_command_on_the_test_bed(tmp_path, sampler):
+    """Also with a sampler whose defaults come from its by_steps table (the inpainting task copies the
+    sampler config: its table must stay readable)."""
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "sdegen", "sample", "task=inpaint", "model=gmm", "data=gmm",
-                           "n_samples=16", "sampler.steps=20", "task.mask.kind=half", "task.resample=2",
+                           "n_samples=16", *sampler, "task.mask.kind=half", "task.resample=2",
                            f"hydra.run.dir={out}", "progress=false"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     f = np.load(out / "samples.npz")

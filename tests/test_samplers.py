@@ -186,6 +186,19 @@ def test_unipc_range_follows_the_step_count():
     assert settings(sampler_cfg("unipc", steps=9, corrector=True)).endswith("logsnr grid")
 
 
+def test_auto_resolves_from_configs_copied_out_of_omegaconf():
+    """`dict(cfg.sampler)` (the inpainting task, the training sample grid) keeps by_steps as an OmegaConf
+    list: resolving `auto` must still read it."""
+    from sdegen.samplers import plain_config
+
+    node = OmegaConf.create(sampler_cfg("dpm_solver", steps=9))
+    for cfg in (node, dict(node), plain_config(node)):
+        resolved = resolve_auto(cfg)
+        assert (resolved["start_noise"], resolved["end_noise"], resolved["grid"]) == (10, 0.004, "logsnr")
+        assert "by_steps" not in resolved and isinstance(resolved["grid_options"], dict)
+    assert isinstance(plain_config(dict(node))["by_steps"], list)
+
+
 def test_singlestep_grid_follows_the_step_count():
     """dpm_solver_singlestep: the focus grid from 3 steps, log-SNR for 1–2 (docs/samplers.md)."""
     from sdegen.samplers import split_config

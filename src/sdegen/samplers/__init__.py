@@ -24,6 +24,17 @@ DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options
 AUTO = "auto"
 
 
+def plain_config(sampler_cfg) -> dict:
+    """A sampler config as plain Python data: an OmegaConf node, or a dict copied from one (``dict(cfg)``
+    keeps its lists and mappings as OmegaConf nodes), becomes dicts and lists all the way down."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(sampler_cfg):
+        return OmegaConf.to_container(sampler_cfg, resolve=True)
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in dict(sampler_cfg).items()}
+
+
 def resolve_auto(sampler_cfg) -> dict:
     """The sampler config with every ``auto`` value filled in from its ``by_steps`` table.
 
@@ -32,11 +43,7 @@ def resolve_auto(sampler_cfg) -> dict:
     row).  So a sampler's defaults can depend on the step count (``dpm_solver``: σ/α 10 → 0.004 up to
     12 steps, 20 → 0.006 for 13–24, 80 → 0.005 from 25) while an explicit ``sampler.end_noise=0.002``
     always wins.  The table is dropped from the result: what is returned is what runs."""
-    if hasattr(sampler_cfg, "_metadata"):  # an OmegaConf node
-        from omegaconf import OmegaConf
-
-        sampler_cfg = OmegaConf.to_container(sampler_cfg, resolve=True)
-    cfg = dict(sampler_cfg)
+    cfg = plain_config(sampler_cfg)
     table = cfg.pop("by_steps", None)
     auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO]
     if table is None:
@@ -181,11 +188,7 @@ def settings(sampler_cfg) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
-    raw = sampler_cfg
-    if hasattr(raw, "_metadata"):  # an OmegaConf node
-        from omegaconf import OmegaConf
-
-        raw = OmegaConf.to_container(raw, resolve=True)
+    raw = plain_config(sampler_cfg)
     # the algorithm's own options that the step count chose (unipc's corrector)
     chosen = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO and k not in DRIVER_KEYS]
     parts += [f"{k} {str(cfg[k]).lower() if isinstance(cfg[k], bool) else cfg[k]}" for k in chosen]
@@ -221,4 +224,4 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
 
 __all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve",
            "start_time", "end_time",
-           "split_config", "resolve_auto", "settings", "describe", "DRIVER_KEYS", "AUTO"]
+           "split_config", "resolve_auto", "plain_config", "settings", "describe", "DRIVER_KEYS", "AUTO"]
