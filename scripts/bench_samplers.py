@@ -247,7 +247,8 @@ def main():
                     continue
                 mixture = GaussianMixture.multiscale(**spec)
                 run(name, mixture, list(DEFAULTS), sdes, size(mixture), rows, n_slow=args.n_slow)
-        if args.suite in ("all", "guided") and not args.sweeps_only:  # exact posterior p_t(y | x): the target is component y
+        # guided: exact posterior p_t(y | x), the target is component y
+        if args.suite in ("all", "guided") and not args.sweeps_only:
             for name, spec in (("multiscale-16d", TUNING["multiscale-16d"]), ("heldout-16d", HELDOUT["heldout-16d"])):
                 if not wanted(name):
                     continue

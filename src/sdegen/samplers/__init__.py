@@ -177,7 +177,8 @@ def describe(sampler_cfg) -> str:
 def settings(sampler_cfg) -> str:
     """Where the grid runs, ``auto`` resolved: ``σ/α 10 → 0.004, logsnr grid`` (beside ``describe``), plus
     any algorithm option the step count chose (``corrector false``)."""
-    cfg = resolve_auto(sampler_cfg)
+    raw = plain_config(sampler_cfg)
+    cfg = resolve_auto(raw)
     parts = []
     start, end = cfg.get("start_noise"), cfg.get("end_noise")
     if start is not None or end is not None:
@@ -188,7 +189,6 @@ def settings(sampler_cfg) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
-    raw = plain_config(sampler_cfg)
     # the algorithm's own options that the step count chose (unipc's corrector)
     chosen = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO and k not in DRIVER_KEYS]
     parts += [f"{k} {str(cfg[k]).lower() if isinstance(cfg[k], bool) else cfg[k]}" for k in chosen]
