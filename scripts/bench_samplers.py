@@ -55,13 +55,14 @@ SWEEPS = (
     [(f"dpm_solver {n}", "dpm_solver", {"steps": n}) for n in (5, 9, 14, 19, 29)]
     + [(f"unipc {n}", "unipc", {"steps": n}) for n in (5, 9, 14, 19, 29)]
     + [(f"dpm_solver_singlestep {n}", "dpm_solver_singlestep", {"steps": n}) for n in (2, 3, 5, 6, 10)]
-    + [(f"heun {n}", "heun", {"steps": n}) for n in (9, 17, 30, 45)]
+    + [(f"heun {n}", "heun", {"steps": n}) for n in (9, 14, 17, 24, 30, 45)]  # 12–24 steps: Alg. 2 (by_steps)
     + [(f"dpm_solver_sde {n}", "dpm_solver_sde", {"steps": n}) for n in (20, 50)]
     + [(f"em {n}", "em", {"steps": n}) for n in (100, 300)]
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300)]
     + [("ode rk4 10", "ode", {"steps": 10, "method": "rk4"}), ("ode rk4 25", "ode", {"steps": 25, "method": "rk4"})]
 )
 TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE; by_steps: start 10, end 0.004)"
+HEUN_35_LABEL = "heun steps=17 (35 NFE; by_steps: EDM Alg. 2, S_noise < 1)"
 #: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
 DEFAULTS = (
     [(f"{name} (default)", name, {}) for name in
@@ -70,7 +71,10 @@ DEFAULTS = (
     # the 10-NFE recipe (docs/samplers.md): `steps=9` alone; the YAML's by_steps table then starts at σ/α = 10
     # and ends at 0.004 (order 3 to the end, + Tweedie)
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
-    + [("heun 35 NFE (17 log-SNR steps, end 0.002)", "heun", {"steps": 17, "grid": "logsnr", "end_noise": 0.002})]
+    # heun at 35 NFE: `steps=17` alone is EDM's Alg. 2 with S_noise < 1 (heun.yaml by_steps); Alg. 1 for comparison
+    + [(HEUN_35_LABEL, "heun", {"steps": 17})]
+    + [("heun 35 NFE Alg. 1 (17 log-SNR steps, end 0.002)", "heun",
+        {"steps": 17, "grid": "logsnr", "end_noise": 0.002, "s_churn": 0.0})]
     + [("dpm_solver log-SNR grid (default before focus: 20 → 0.006)", "dpm_solver",
         {"grid": "logsnr", "end_noise": 0.006})]
     + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
@@ -78,7 +82,7 @@ DEFAULTS = (
          "start_noise": None, "grid": "logsnr"})]
 )
 QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
-         "dpm_solver_sde (default)", "restart (default)", "ode (default)", TEN_NFE_LABEL}
+         "dpm_solver_sde (default)", "restart (default)", "ode (default)", TEN_NFE_LABEL, HEUN_35_LABEL}
 
 
 def sampler_cfg(name, overrides):

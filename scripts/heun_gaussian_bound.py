@@ -1,4 +1,5 @@
-"""Why EDM's Heun cannot reach |gap| ≤ 0.01 at 35 NFE on the multi-scale mixtures: a 1-D bound.
+"""EDM's Heun at few steps on the multi-scale mixtures, one Gaussian component at a time: why Alg. 1
+cannot reach |gap| ≤ 0.01 at 35 NFE, and the Alg. 2 settings (S_churn, S_noise) that do.
 
 For one Gaussian component of std s, EDM's ODE in the scaled variables (x̃ = x/α, σ = σ_t/α_t) is
 linear, dx̃/dσ = σ (x̃ − μ)/(s² + σ²), with exact solution x̃ − μ ∝ √(s² + σ²).  Heun's method (Karras
@@ -12,6 +13,17 @@ for any `sampler.grid`, and prints the optimal grid's gap profile and its mean o
 
     .venv/bin/python scripts/heun_gaussian_bound.py --steps 17 --s-min 0.02 --s-max 0.6    # ≈ 0.017
     .venv/bin/python scripts/heun_gaussian_bound.py --steps 17 --s-min 0.03 --s-max 0.4    # ≈ 0.012
+
+EDM's stochastic sampler (Alg. 2) adds, at each step with S_tmin ≤ σ_i ≤ S_tmax, noise of variance
+S_noise² (σ̂² − σ_i²), σ̂ = (1 + γ) σ_i, before the Heun step from σ̂; on one component the spread's
+variance V then follows V ← f² (V + S_noise² (σ̂² − σ_i²)) with Heun's factor f.  With S_noise = 1 this is
+exact noise and changes nothing in the model (the ODE error stays); with S_noise < 1 each churn contracts
+the spread a little, and that contraction, spread over the σ band where the churn acts, cancels the
+over-dispersion Heun's steps leave.  ``--churn-table`` fits, for each step count, the end point and S_noise
+with γ = 0.2, S_tmin = 0.08, S_tmax = 2.5 on heun's shifted grid from σ = 80 (minimax over stds
+0.02–0.6, the mixtures' range) and prints the rows of `configs/sampler/heun.yaml`'s by_steps table:
+
+    .venv/bin/python scripts/heun_gaussian_bound.py --churn-table 12 24   # 17 steps: 0.0032 vs Alg. 1's 0.026
 """
 
 from __future__ import annotations
@@ -34,6 +46,57 @@ def heun_spread_gap(sigmas: torch.Tensor, stds: torch.Tensor, denoise: bool = Tr
     end = torch.sqrt(stds**2 + sigmas[-1] ** 2) / stds
     c = c / end if denoise else c * end  # Tweedie shrinks by s²/(s² + σ²); stopping leaves the noise
     return -((c**2 - 1) / 2)
+
+
+def shifted_sigmas(steps, start, end, rho=-3.0, shift=0.1):
+    """heun's ``grid: shifted`` in σ = σ_t/α_t: (σ + shift)^{1/ρ} uniform (sdegen.samplers.grids.shifted_grid)."""
+    i = torch.arange(steps + 1, dtype=torch.float64) / steps
+    a, b = (start + shift) ** (1 / rho), (end + shift) ** (1 / rho)
+    return (a + i * (b - a)) ** rho - shift
+
+
+def heun_churn_gap(sigmas, stds, gamma, s_noise, s_tmin=0.0, s_tmax=math.inf):
+    """Gap (nats/dim) of Gaussians of std ``stds`` after EDM's Alg. 2 on ``sigmas`` + Tweedie: the spread's
+    variance V (prior N(0, σ_0²)) gets S_noise² (σ̂² − σ_i²) at each churned step and Heun's factor f²."""
+    slope = lambda sg: sg / (stds**2 + sg**2)  # noqa: E731 - d log(x̃ − μ)/dσ
+    var = torch.full_like(stds, float(sigmas[0]) ** 2)
+    for a, b in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        if gamma > 0 and s_tmin <= a <= s_tmax:  # Alg. 2 lines 4–6
+            a_hat = a * (1 + gamma)
+            var = var + s_noise**2 * (a_hat**2 - a**2)
+            a = a_hat
+        h = b - a
+        factor = 1 + h / 2 * (slope(a) + slope(b) * (1 + h * slope(a)))  # Alg. 1 lines 5–8 on x̃ − μ
+        var = factor**2 * var
+    var = (stds**2 / (stds**2 + float(sigmas[-1]) ** 2)) ** 2 * var  # Tweedie (EDM's last Euler step)
+    return -(var / stds**2 - 1) / 2
+
+
+def fit_churn(steps, stds, gamma=0.2, s_tmin=0.08, s_tmax=2.5, start=80.0):
+    """(max |gap|, end, S_noise) minimising max_s |gap(s)| on the shifted grid: coarse-to-fine grid search."""
+    best = (math.inf, None, None)
+    log_end, noise, width_end, width_noise = math.log(0.006), 0.95, 1.5, 0.08
+    for _ in range(6):
+        for le in torch.linspace(log_end - width_end, log_end + width_end, 31).tolist():
+            sig = shifted_sigmas(steps, start, math.exp(le))
+            for sn in torch.linspace(max(noise - width_noise, 0.5), min(noise + width_noise, 1.0), 33).tolist():
+                worst = float(heun_churn_gap(sig, stds, gamma, sn, s_tmin, s_tmax).abs().max())
+                if worst < best[0]:
+                    best = (worst, math.exp(le), sn)
+        log_end, noise = math.log(best[1]), best[2]
+        width_end, width_noise = width_end / 4, width_noise / 4
+    return best
+
+
+def churn_table(first, last, stds):
+    print(f"# EDM Alg. 2 on the shifted grid from σ = 80: γ = 0.2 (s_churn = 0.2 · steps), s_tmin 0.08, s_tmax 2.5; "
+          f"stds {float(stds[0]):.3g}–{float(stds[-1]):.3g}")
+    for steps in range(first, last + 1):
+        worst, end, s_noise = fit_churn(steps, stds)
+        det = min(float(heun_spread_gap(shifted_sigmas(steps, 80.0, e), stds).abs().max())
+                  for e in (0.002, 0.003, 0.005, 0.007, 0.01))
+        print(f"  - {{max_steps: {steps}, end_noise: {end:.4f}, s_churn: {0.2 * steps:.1f}, s_noise: {s_noise:.4f}}}"
+              f"   # max |gap| {worst:.4f} (Alg. 1, best end: {det:.4f})")
 
 
 def best_grid(steps, stds, start, end_guess=0.005, denoise=True, restarts=8, iters=3000):
@@ -66,7 +129,12 @@ def main():
     parser.add_argument("--s-max", type=float, default=0.6)
     parser.add_argument("--start", type=float, default=80.0)
     parser.add_argument("--restarts", type=int, default=8)
+    parser.add_argument("--churn-table", type=int, nargs=2, metavar=("FIRST", "LAST"), default=None,
+                        help="fit Alg. 2's end point and S_noise for these step counts (stds 0.02–0.6)")
     args = parser.parse_args()
+    if args.churn_table:
+        churn_table(*args.churn_table, torch.exp(torch.linspace(math.log(0.02), math.log(0.6), 60, dtype=torch.float64)))
+        return
     stds = torch.exp(torch.linspace(math.log(args.s_min), math.log(args.s_max), 80, dtype=torch.float64))
 
     for end in (0.002, 0.005):

@@ -25,7 +25,7 @@ def test_heun_closed_form_matches_the_sampler(sde_name):
     """Heun's spread factor from the closed-form recursion (the bound's model) equals what
     sample_heun does on a one-component mixture, to 1e-6 per dimension."""
     sde = standard_sdes()[sde_name]
-    cfg = {**group_config("sampler", "heun"), "steps": 17, "grid": "logsnr", "end_noise": 0.002}
+    cfg = {**group_config("sampler", "heun"), "steps": 17, "grid": "logsnr", "end_noise": 0.002, "s_churn": 0.0}
     ts = logsnr_grid(sde, 17, end_time(sde, cfg), start=start_time(sde, cfg))
     sigmas = torch.exp(-sde.log_snr(ts))  # σ/α on the grid
     model = H.heun_spread_gap(sigmas, STDS)
@@ -48,3 +48,31 @@ def test_exact_ode_has_no_spread_error_and_dpm_solver_is_scale_free():
     nineteen = P.spread_gap({**group_config("sampler", "dpm_solver"), "start_noise": 80, "end_noise": 0.005,
                              "grid": "logsnr"}, inner)
     assert 0.0015 < float(nineteen.min()) and float(nineteen.max()) < 0.008
+
+
+def test_alg2_variance_model_matches_the_sampler():
+    """The Alg. 2 model behind heun.yaml's by_steps rows (scripts/heun_gaussian_bound.py --churn-table):
+    the spread's variance after churn + Heun + Tweedie equals sample_heun's on a one-component mixture
+    (n = 100,000 per std: gap SE ≈ 0.0023), and it tells Alg. 2 at 17 steps from Alg. 1."""
+    from omegaconf import OmegaConf
+
+    from sdegen.models.gmm import GaussianMixture, GMMScore
+    from sdegen.samplers import resolve_auto, sample
+
+    sde = standard_sdes()["vp-linear"]
+    cfg = resolve_auto(OmegaConf.create({**group_config("sampler", "heun"), "steps": 17}))
+    assert cfg["s_churn"] > 0 and cfg["s_noise"] < 1  # the by_steps row
+    dim = len(STDS)
+    mixture = GaussianMixture(torch.zeros(1, dim, dtype=torch.float64), STDS[None], [1.0], (1, 1, dim))
+    with torch.no_grad():
+        x = sample(cfg, GMMScore(mixture, sde), sde, (100_000, 1, 1, dim),
+                   generator=torch.Generator().manual_seed(0)).x.reshape(-1, dim).double()
+    measured = -(x.var(0) / STDS**2 - 1) / 2
+    t_start = torch.tensor(start_time(sde, cfg), dtype=torch.float64)
+    sigmas = H.shifted_sigmas(17, float(torch.exp(-sde.log_snr(t_start))), cfg["end_noise"])
+    model = H.heun_churn_gap(sigmas, STDS, cfg["s_churn"] / 17, cfg["s_noise"], cfg["s_tmin"], cfg["s_tmax"])
+    torch.testing.assert_close(measured, model, atol=0.008, rtol=0)
+    assert float(model.abs().max()) < 0.005  # the row's fitted minimax over stds 0.02–0.6
+    alg1 = H.heun_churn_gap(sigmas, STDS, 0.0, 1.0)
+    torch.testing.assert_close(alg1, H.heun_spread_gap(sigmas, STDS), atol=1e-3, rtol=0)  # prior N(0, 80²) vs exact
+    assert float(alg1.abs().max()) > 0.02

@@ -240,14 +240,27 @@ def test_by_steps_errors_are_one_line(change, message):
         split_config(cfg)
 
 
-def test_heun_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
-    """The documented limit: EDM's Heun at 35 NFE (17 log-SNR steps to σ/α = 0.002 + the final
-    Euler/Tweedie step) leaves gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the component
-    stds), refused by the check."""
-    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr")
+def test_heun_alg1_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
+    """The documented limit of Alg. 1: EDM's deterministic Heun at 35 NFE (17 log-SNR steps to σ/α = 0.002
+    + the final Euler/Tweedie step) leaves gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the
+    component stds), refused by the check."""
+    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr",
+                  options={"s_churn": 0.0})
     assert result.nfe == 35
     with pytest.raises(AssertionError, match="log-likelihood gap"):
         check_gap(mixture, result.x, data_logp)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "subvp-cosine"])
+def test_heun_at_35_nfe_by_steps_is_alg2_and_accurate(mixture, data_logp, sde_name):
+    """`steps=17` alone picks heun.yaml's by_steps row: EDM's Alg. 2 with S_noise < 1 on the shifted grid,
+    |gap| ≤ 0.005 + 3 SE where the same grid with Alg. 1 (s_churn = 0) is refused (≈ −0.04)."""
+    result = draw("heun", sde_name, mixture, 8000, seed=1, steps=17)
+    assert result.nfe == 35
+    check_gap(mixture, result.x, data_logp, bias=0.005)
+    deterministic = draw("heun", sde_name, mixture, 8000, seed=1, steps=17, options={"s_churn": 0.0})
+    with pytest.raises(AssertionError, match="log-likelihood gap"):
+        check_gap(mixture, deterministic.x, data_logp, bias=0.005)
 
 
 def test_the_gap_check_has_power(mixture, data_logp):
@@ -505,8 +518,9 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     # multistep order 3 starts with an order-1 and an order-2 step: globally O(h²) (local order below)
     ("dpm_solver", {"grid": "logsnr", "options": {"order": 3, "algorithm": "dpmsolver++"}}, "vp-linear", 20, 2),
     ("dpm_solver", {"grid": "focus", "options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 20, 2),
-    ("heun", {}, "vp-linear", 10, 2),
-    ("heun", {}, "ve", 10, 2),
+    # 20 steps picks Alg. 2 (by_steps): the order is Alg. 1's
+    ("heun", {"options": {"s_churn": 0.0}}, "vp-linear", 10, 2),
+    ("heun", {"options": {"s_churn": 0.0}}, "ve", 10, 2),
     # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
     ("unipc", {"options": {"order": 1, "corrector": True}}, "vp-linear", 10, 2),
     ("unipc", {"options": {"order": 1, "corrector": False}}, "vp-linear", 10, 1),
