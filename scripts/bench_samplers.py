@@ -73,6 +73,7 @@ DEFAULTS = (
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
     # heun at 35 NFE: `steps=17` alone is EDM's Alg. 2 with S_noise < 1 (heun.yaml by_steps); Alg. 1 for comparison
     + [(HEUN_35_LABEL, "heun", {"steps": 17})]
+    + [("heun steps=40 (Alg. 1: the default before 2026-12-02)", "heun", {"steps": 40})]
     + [("heun 35 NFE Alg. 1 (17 log-SNR steps, end 0.002)", "heun",
         {"steps": 17, "grid": "logsnr", "end_noise": 0.002, "s_churn": 0.0})]
     + [("dpm_solver log-SNR grid (default before focus: 20 → 0.006)", "dpm_solver",

@@ -21,7 +21,9 @@ exact noise and changes nothing in the model (the ODE error stays); with S_noise
 the spread a little, and that contraction, spread over the σ band where the churn acts, cancels the
 over-dispersion Heun's steps leave.  ``--churn-table`` fits, for each step count, the end point and S_noise
 with γ = 0.2, S_tmin = 0.08, S_tmax = 2.5 on heun's shifted grid from σ = 80 (minimax over stds
-0.02–0.6, the mixtures' range) and prints the rows of `configs/sampler/heun.yaml`'s by_steps table:
+0.02–0.6, the mixtures' range) and prints the rows of `configs/sampler/heun.yaml`'s by_steps table
+(there, rows 12 and 13 carry a slightly larger S_noise, scanned on the tuning mixtures: at so few steps
+the mixtures sit further above this one-component model; docs/samplers.md):
 
     .venv/bin/python scripts/heun_gaussian_bound.py --churn-table 12 24   # 17 steps: 0.0032 vs Alg. 1's 0.026
 """

@@ -37,7 +37,7 @@ def test_sample_writes_files(tmp_path):
     for name in ("grid.png", "evolution.png", "compare.png", "metrics.json", "config.yaml"):
         assert (tmp_path / name).stat().st_size > 100, name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 81
+    assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 

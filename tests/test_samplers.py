@@ -263,6 +263,18 @@ def test_heun_at_35_nfe_by_steps_is_alg2_and_accurate(mixture, data_logp, sde_na
         check_gap(mixture, deterministic.x, data_logp, bias=0.005)
 
 
+@pytest.mark.parametrize("steps", [12, 13, 24])
+def test_heun_by_steps_rows_are_accurate(mixture, data_logp, steps):
+    """The default (24 steps, 49 NFE) and the two rows whose S_noise was scanned on the mixtures (12, 13)
+    keep |gap| ≤ 0.005 + 3 SE; the default is Alg. 2 (s_churn > 0)."""
+    cfg = sampler_cfg("heun") if steps == 24 else sampler_cfg("heun", steps=steps)
+    assert int(cfg["steps"]) == steps and float(resolve_auto(cfg)["s_churn"]) == pytest.approx(0.2 * steps)
+    sde = SDES["vp-linear"]
+    result = sample(cfg, GMMScore(mixture, sde), sde, (8000, *SHAPE), generator=torch.Generator().manual_seed(1))
+    assert result.nfe == 2 * steps + 1
+    check_gap(mixture, result.x, data_logp, bias=0.005)
+
+
 def test_the_gap_check_has_power(mixture, data_logp):
     """The previous dpm_solver default (++2M, 20 steps ending at σ/α = 0.01 without denoising)
     leaves its last noise in the samples: gap ≈ −0.02, which the check refuses."""
