@@ -53,7 +53,7 @@ RESTART_49 = {"steps": 12, "grid": "edm", "start_noise": 80, "end_noise": 0.002,
 MATCHED = (
     _nfe_grid("em", lambda nfe: nfe - 1)
     + _nfe_grid("dpm_solver_sde", lambda nfe: nfe - 1)
-    + [("dpm_solver", {"steps": 9, "start_noise": 10, "end_noise": 0.004, "lower_order_final": False})]
+    + [("dpm_solver", {"steps": 9})]  # the 10-NFE recipe (by_steps)
     + [("dpm_solver", {"steps": nfe - 1}) for nfe in (20, 50, 100)]
     + [("heun", {"steps": s}) for s in (5, 10, 24, 50, 500)]
     + [("pc", {"steps": s}) for s in (5, 10, 25, 50, 500)]
@@ -90,8 +90,8 @@ def parse_setting(text: str):
     name, _, rest = text.partition(":")
     overrides = {}
     items, depth, current = [], 0, ""
-    for char in rest + ",":  # split on the commas outside brackets
-        depth += (char == "[") - (char == "]")
+    for char in rest + ",":  # split on the commas outside brackets and braces
+        depth += (char in "[{") - (char in "]}")
         if char == "," and depth == 0:
             items.append(current)
             current = ""

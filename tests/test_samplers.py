@@ -119,9 +119,11 @@ def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overri
     check_gap(mixture, result.x, data_logp)
 
 
-#: the 10-NFE recipe (docs/samplers.md, "10 NFE"): 9 DPM-Solver-3 steps from σ/α = 10 to 0.004, no
-#: lower-order final steps, + the Tweedie step -- what `sampler=dpm_solver sampler.steps=9` resolves to
-TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.004, grid="logsnr", grid_options={},
+#: the 10-NFE recipe (docs/samplers.md, "The 10-NFE recipe with a half-step end"): 9 DPM-Solver-3 steps from
+#: σ/α = 10 to 0.02 on a focus grid centred at 2.5, no lower-order final steps, + the half-step end -- what
+#: `sampler=dpm_solver sampler.steps=9` resolves to
+TEN_NFE_GRID = {"center": 2.5, "boost": 1.0, "width": 0.5}
+TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.02, grid="focus", grid_options=TEN_NFE_GRID, denoise="half",
                options={"lower_order_final": False})
 
 
@@ -134,6 +136,35 @@ def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
     check_gap(mixture, result.x, data_logp)
 
 
+@pytest.mark.parametrize("sde_name", ["ve", "vp-linear"])
+def test_half_step_end_is_the_ddim_step_to_half_the_noise(sde_name):
+    """final_denoise(mode="half") on one Gaussian N(μ, s²): x̃ − μ → (x̃ − μ)(1 + r)/2, r = s²/(s² + σ²)
+    (σ = σ/α at t, x̃ = x/α), so the spread's variance is s² (1 + ε²/(4(1 + ε))), ε = σ²/s², where
+    Tweedie's r gives s²/(1 + ε); and ``sampler.denoise`` takes only true, false or half."""
+    from sdegen.errors import UserError
+    from sdegen.samplers import denoise_mode, final_denoise
+
+    sde = SDES[sde_name]
+    mean, std = 0.3, 0.05
+    mixture = GaussianMixture(np.full((1, 1), mean), np.full((1, 1), std), np.ones(1), (1, 1, 1))
+    score = GMMScore(mixture, sde)
+    t = end_time(sde, {"end_noise": 0.02, "eps": 1e-3})
+    tt = torch.tensor(t, dtype=torch.float64)
+    alpha, sigma = float(sde.alpha(tt)), float(sde.marginal_std(tt) / sde.alpha(tt))
+    r = std**2 / (std**2 + sigma**2)
+    offsets = torch.tensor([-0.1, 0.0, 0.07], dtype=torch.float64).view(3, 1, 1, 1)
+    x = alpha * (mean + offsets)
+    half = final_denoise(score, sde, x.float(), t, "half").double()
+    tweedie = final_denoise(score, sde, x.float(), t, True).double()
+    torch.testing.assert_close(half - mean, offsets * (1 + r) / 2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tweedie - mean, offsets * r, atol=1e-5, rtol=1e-4)
+    eps = sigma**2 / std**2
+    assert (1 + eps) * ((1 + r) / 2) ** 2 == pytest.approx(1 + eps**2 / (4 * (1 + eps)), rel=1e-12)
+    assert denoise_mode("half") == "half" and denoise_mode(False) is False and denoise_mode("true") is True
+    with pytest.raises(UserError, match="true, false or half"):
+        denoise_mode("quarter")
+
+
 def test_dpm_solver_defaults_follow_the_step_count():
     """``auto`` start/end/grid: the 10-NFE recipe up to 12 steps, 20 → 0.005 on the focus grid for 13–24
     steps, EDM's 80 → 0.005 from 25 on; an explicit value always wins over the table."""
@@ -144,14 +175,15 @@ def test_dpm_solver_defaults_follow_the_step_count():
 
     def where(steps):
         d = driver(steps=steps)
-        return d["start_noise"], d["end_noise"], d["grid"], d["grid_options"]
+        return d["start_noise"], d["end_noise"], d["grid"], d["grid_options"], d["denoise"]
 
     for steps in (5, 9, 12):
-        assert where(steps) == (10, 0.004, "logsnr", {})
+        assert where(steps) == (10, 0.02, "focus", TEN_NFE_GRID, "half")
     for steps in (13, 19, 24):
-        assert where(steps) == (20, 0.005, "focus", {"center": 2.0, "boost": 1.5, "width": 0.5})
+        assert where(steps) == (20, 0.005, "focus", {"center": 2.0, "boost": 1.5, "width": 0.5}, True)
     for steps in (25, 100):
-        assert where(steps) == (80, 0.005, "logsnr", {})
+        assert where(steps) == (80, 0.005, "logsnr", {}, True)
+    assert driver(steps=9, denoise=True)["denoise"] is True  # explicit beats auto
     assert driver(steps=19, grid="logsnr")["grid"] == "logsnr"
     assert driver(steps=9, end_noise=0.002)["end_noise"] == 0.002  # explicit beats auto
     assert driver(steps=9, start_noise=None)["start_noise"] is None
@@ -194,7 +226,7 @@ def test_auto_resolves_from_configs_copied_out_of_omegaconf():
     node = OmegaConf.create(sampler_cfg("dpm_solver", steps=9))
     for cfg in (node, dict(node), plain_config(node)):
         resolved = resolve_auto(cfg)
-        assert (resolved["start_noise"], resolved["end_noise"], resolved["grid"]) == (10, 0.004, "logsnr")
+        assert (resolved["start_noise"], resolved["end_noise"], resolved["grid"]) == (10, 0.02, "focus")
         assert "by_steps" not in resolved and isinstance(resolved["grid_options"], dict)
     assert isinstance(plain_config(dict(node))["by_steps"], list)
 

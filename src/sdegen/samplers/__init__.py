@@ -13,7 +13,7 @@ import torch
 
 from ..errors import UserError
 
-from .base import CountingScore, SampleResult, run_steps, tweedie_denoise
+from .base import CountingScore, SampleResult, final_denoise, run_steps, tweedie_denoise
 from .grids import GRIDS, time_grid
 
 
@@ -40,7 +40,7 @@ def resolve_auto(sampler_cfg) -> dict:
 
     ``by_steps`` is a list of rows ``{max_steps: N, key: value, ...}`` in increasing ``max_steps``; an
     ``auto`` key takes its value from the first row with ``steps <= max_steps`` (``.inf`` for the last
-    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: σ/α 10 → 0.004 up to
+    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: σ/α 10 → 0.02 up to
     12 steps, 20 → 0.006 for 13–24, 80 → 0.005 from 25) while an explicit ``sampler.end_noise=0.002``
     always wins.  The table is dropped from the result: what is returned is what runs."""
     cfg = plain_config(sampler_cfg)
@@ -162,6 +162,7 @@ def split_config(sampler_cfg) -> tuple:
     if unknown_grid:
         raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
                         f"valid: {', '.join(grid_params) or 'none'}")
+    denoise_mode(driver.get("denoise", True))
     if int(driver.get("resample", 1)) < 1:
         raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
     return fn, driver, cfg
@@ -175,7 +176,7 @@ def describe(sampler_cfg) -> str:
 
 
 def settings(sampler_cfg) -> str:
-    """Where the grid runs, ``auto`` resolved: ``σ/α 10 → 0.004, logsnr grid`` (beside ``describe``), plus
+    """Where the grid runs, ``auto`` resolved: ``σ/α 20 → 0.006, logsnr grid`` (beside ``describe``), plus
     any algorithm option the step count chose (``corrector false``)."""
     raw = plain_config(sampler_cfg)
     cfg = resolve_auto(raw)
@@ -189,6 +190,8 @@ def settings(sampler_cfg) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
+    if cfg.get("denoise") == "half":
+        parts.append("half-step end")
     # the algorithm's own options that the step count chose (unipc's corrector)
     chosen = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO and k not in DRIVER_KEYS]
     parts += [f"{k} {str(cfg[k]).lower() if isinstance(cfg[k], bool) else cfg[k]}" for k in chosen]
@@ -219,9 +222,19 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
         x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
     return fn(score_fn, sde, x, timesteps, step_hook=step_hook, generator=generator,
               snapshot_every=snapshot_every, resample=int(driver.get("resample", 1)),
-              denoise=bool(driver.get("denoise", True)), progress=progress, **options)
+              denoise=denoise_mode(driver.get("denoise", True)), progress=progress, **options)
 
 
-__all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "time_grid", "sample", "resolve",
+def denoise_mode(value):
+    """``sampler.denoise``: true (Tweedie's last step), false (none) or half (``final_denoise``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "half"):
+        return {"true": True, "false": False, "half": "half"}[value.lower()]
+    raise UserError(f"sampler.denoise must be true, false or half, got {value!r}")
+
+
+__all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "final_denoise", "denoise_mode",
+           "time_grid", "sample", "resolve",
            "start_time", "end_time",
            "split_config", "resolve_auto", "plain_config", "settings", "describe", "DRIVER_KEYS", "AUTO"]

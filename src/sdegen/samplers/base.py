@@ -68,15 +68,32 @@ def tweedie_denoise(score, sde: SDE, x, t):
     return (x + std**2 * score(x, t)) / alpha
 
 
+def final_denoise(score, sde: SDE, x, t, mode=True):
+    """The last step, from σ(t)/α(t) to the data (1 NFE).
+
+    ``True``: Tweedie, x → D(x) = E[x_0 | x_t] (EDM's final Euler step to σ = 0).  For a Gaussian
+    component of std s it shrinks the spread's variance by the factor 1/(1 + ε), ε = σ²/s² (σ = σ(t)/α(t)):
+    unbiased only for σ ≪ s.  ``"half"``: x̃ → (x̃ + D(x))/2 with x̃ = x/α, the data-prediction DDIM step to
+    σ/2 (Song et al. 2021a; Lu et al. 2022b, Eq. 9 at order 1), then stop: the variance factor is then
+    (1 + ε)(1 + 1/(1 + ε))²/4 = 1 + ε²/(4(1 + ε)), right to first order in ε for every s at once, so the end
+    point no longer biases the spread (docs/samplers.md "The 10-NFE recipe with a half-step end")."""
+    denoised = tweedie_denoise(score, sde, x, t)
+    if mode == "half":
+        alpha = float(sde.alpha(torch.as_tensor(t, dtype=torch.float64)))
+        return 0.5 * (x / alpha) + 0.5 * denoised
+    return denoised
+
+
 def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: Optional[StepHook] = None,
-              generator=None, snapshot_every: int = 0, resample: int = 1, denoise: bool = False,
+              generator=None, snapshot_every: int = 0, resample: int = 1, denoise: bool | str = False,
               progress: bool = False, desc: str = "sampling") -> SampleResult:
     """Drive ``step(x, t, t_next) -> x_next`` along ``timesteps``.
 
     After each step ``step_hook(x_next, t_next)`` may transform the state (inpainting replaces
     the known pixels).  With ``resample = r > 1`` each step is redone r times, jumping back from
     t_next to t with the forward transition in between (RePaint, Lugmayr et al. 2022, Alg. 1).
-    ``denoise`` ends with one Tweedie step at the last time (1 extra NFE).
+    ``denoise`` ends with one Tweedie step at the last time (1 extra NFE); ``"half"``: half of it
+    (``final_denoise``).
     """
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
     snapshots, snap_times = [x.detach().cpu()], [float(timesteps[0])]
@@ -94,7 +111,7 @@ def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: 
             snapshots.append(x.detach().cpu())
             snap_times.append(float(t_next))
     if denoise:
-        x = tweedie_denoise(score, sde, x, timesteps[-1])
+        x = final_denoise(score, sde, x, timesteps[-1], denoise)
         if step_hook is not None:
             x = step_hook(x, torch.zeros((), dtype=torch.float64))
         if snapshot_every:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import CountingScore, SampleResult, run_steps, tweedie_denoise
+from .base import CountingScore, SampleResult, final_denoise, run_steps
 
 METHODS = ("dopri5", "euler", "heun", "rk4")
 
@@ -104,7 +104,7 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
     path = solve(x, timesteps) if snapshot_every else solve(x, timesteps[[0, -1]])
     x = path[-1]
     if denoise:
-        x = tweedie_denoise(score, sde, x, timesteps[-1])
+        x = final_denoise(score, sde, x, timesteps[-1], denoise)
     if bar is not None:
         bar.close()
     if not snapshot_every:
