@@ -162,7 +162,7 @@ def split_config(sampler_cfg) -> tuple:
     if unknown_grid:
         raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
                         f"valid: {', '.join(grid_params) or 'none'}")
-    denoise_mode(driver.get("denoise", True))
+    driver["denoise"] = denoise_mode(driver.get("denoise", True))  # true | false | "half", checked once
     if int(driver.get("resample", 1)) < 1:
         raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
     return fn, driver, cfg
@@ -222,7 +222,7 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
         x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
     return fn(score_fn, sde, x, timesteps, step_hook=step_hook, generator=generator,
               snapshot_every=snapshot_every, resample=int(driver.get("resample", 1)),
-              denoise=denoise_mode(driver.get("denoise", True)), progress=progress, **options)
+              denoise=driver["denoise"], progress=progress, **options)
 
 
 def denoise_mode(value):
