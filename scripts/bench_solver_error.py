@@ -25,7 +25,8 @@ used to choose a default — the 10-NFE recipe was fixed before they existed):
   over-concentrated case);  bench — the six mixtures of ``scripts/bench_samplers.py`` (set b only).
 On every linear SDE a sampler that runs in (x/α, σ/α) — all the deterministic ones here — performs the same
 computation from the same draws once it starts below σ(T)/α(T), so one SDE (VP-linear) stands for all five.
-Exact-ODE solutions are cached in outputs/bench/solver_error_cache/ (≈ 2 min per set and start on 2 cores).
+Exact-ODE solutions are cached in outputs/bench/solver_error_cache/ per mixture, n and start (the first run
+≈ 3–4 min on 2 cores for both sets, a rerun ≈ 1 min).
 Writes outputs/bench/solver_error.{md,json}.
 """
 
