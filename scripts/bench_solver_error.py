@@ -12,9 +12,11 @@ and the figure is
 
     solver error = mean over draws of (log p(x_sampler) − log p(x_exact)) / D     (nats/dim)
 
-whose paired standard error is 0.0002–0.002 at n = 2,000.  It is the sampler's bias: the gap a large draw
-would read, less the exact flow's (zero up to the start's prior mismatch, < 0.001 from σ/α = 10 on these
-mixtures).  Positive = over-concentrated, negative = over-dispersed, as for the gap.
+whose paired standard error is 0.0002–0.002 at n = 2,000.  It is the solver's bias: the gap a large draw
+would read, less the exact flow's from the same start.  That flow's own gap (printed, from the same n draws,
+so with the unpaired SE) is the start's prior mismatch: N(0, σ² I) instead of p_σ; ≈ 0 on average here but
+−0.0085 on hd-3300 from σ/α = 10 (docs/samplers.md).  Positive = over-concentrated, negative = over-dispersed,
+as for the gap.
 
 Mixture families (``GaussianMixture.multiscale`` unless said; two disjoint seed sets, a and b, none of them
 used to choose a default — the 10-NFE recipe was fixed before they existed):
