@@ -43,21 +43,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from bench_samplers import HELDOUT, TUNING  # scripts/ is on sys.path when this script runs
 
-from sdegen.cli import config_dir
 from sdegen.metrics.gap import data_log_likelihood
 from sdegen.models.gmm import GaussianMixture, GMMScore
+from sdegen.runtime.config import group_config
 from sdegen.samplers import resolve_auto, sample, start_time
 from sdegen.sde import standard_sdes
 
 SDE = standard_sdes()["vp-linear"]
 OUT = Path("outputs/bench")
-BENCH = [dict(num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0),
-         dict(num_components=4, shape=(1, 4, 4), std_min=0.02, std_max=0.4, seed=1),
-         dict(num_components=6, shape=(1, 8, 8), std_min=0.02, std_max=0.5, seed=2),
-         dict(num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.4, seed=7),
-         dict(num_components=8, shape=(1, 4, 8), std_min=0.02, std_max=0.3, seed=11),
-         dict(num_components=3, shape=(3, 4, 4), std_min=0.025, std_max=0.6, seed=23)]
+#: the six mixtures of scripts/bench_samplers.py (tuning, then held-out)
+BENCH = [*TUNING.values(), *HELDOUT.values()]
 SETS = {
     "a": [("issue", s) for s in range(1000, 1006)] + [("rand", s) for s in range(2000, 2010)]
          + [("x2", s) for s in (3000, 3001, 3002)] + [("x05", s) for s in (3100, 3101, 3102)]
@@ -97,9 +94,12 @@ def make_mixture(family: str, seed: int) -> GaussianMixture:
 
 
 def sampler_config(name: str, overrides=()) -> dict:
-    cfg = yaml.safe_load((config_dir() / "sampler" / f"{name}.yaml").read_text())
+    """``configs/sampler/<name>.yaml`` with KEY=VALUE overrides (YAML values)."""
+    cfg = group_config("sampler", name)
     for item in overrides:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r} is not KEY=VALUE")
         value = yaml.safe_load(value)
         if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
             try:
@@ -174,10 +174,10 @@ def main():
             print(f"{set_name} {problem.name:11s} K {mixture.num_components} D {mixture.dim:2d} stds "
                   f"{rows[-1]['std_min']:.3f}–{rows[-1]['std_max']:.2f}  solver error {error:+.4f} ± {se:.4f}  "
                   f"(exact ODE gap {problem.exact_gap:+.4f})  NFE {nfe}", flush=True)
-    lines = [f"**{label}** (σ/α from {start_noise:g}; n = {args.n} paired draws per mixture; VP-linear = every SDE)",
-             "", "| set | worst \\|solver error\\| | mean | most positive | most negative | mixtures |", "|---|---|---|---|---|---|"]
     if not rows:
         parser.error("no mixture matched --sets / --mixtures")
+    lines = [f"**{label}** (σ/α from {start_noise:g}; n = {args.n} paired draws per mixture; VP-linear = every SDE)",
+             "", "| set | worst \\|solver error\\| | mean | most positive | most negative | mixtures |", "|---|---|---|---|---|---|"]
     for set_name in [*args.sets.split(","), "all"]:
         sub = [r for r in rows if set_name == "all" or r["set"] == set_name]
         if not sub:
