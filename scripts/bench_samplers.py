@@ -61,7 +61,7 @@ SWEEPS = (
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300)]
     + [("ode rk4 10", "ode", {"steps": 10, "method": "rk4"}), ("ode rk4 25", "ode", {"steps": 25, "method": "rk4"})]
 )
-TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE; by_steps: 10 → 0.02, focus grid, half-step end)"
+TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE; by_steps: 10 → 0.02, focus grid at 3 × data std, half-step end)"
 HEUN_35_LABEL = "heun steps=17 (35 NFE; by_steps: EDM Alg. 2, S_noise < 1)"
 #: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
 DEFAULTS = (
@@ -69,8 +69,12 @@ DEFAULTS = (
      ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "restart", "ode", "em", "pc")]
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
     # the 10-NFE recipe (docs/samplers.md): `steps=9` alone; the YAML's by_steps table then starts at σ/α = 10
-    # and ends at 0.02 on a focus grid centred at σ/α = 2.5 (order 3 to the end, + the half-step end)
+    # and ends at 0.02 on a focus grid centred at σ/α = 3 × the data's std (order 3 to the end, + the half-step end)
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
+    + [("dpm_solver steps=9, 2026-12-02 recipe (focus centre fixed at 2.5)", "dpm_solver",
+        {"steps": 9, "grid_options": {"center": 2.5, "boost": 1.0, "width": 0.5}})]
+    + [("dpm_solver focus centre fixed at 2 (default before 2026-12-02, third session)", "dpm_solver",
+        {"grid_options": {"center": 2.0, "boost": 1.5, "width": 0.5}})]
     + [("dpm_solver steps=9, previous recipe (10 → 0.004 log-SNR, Tweedie)", "dpm_solver",
         {"steps": 9, "end_noise": 0.004, "grid": "logsnr", "denoise": True})]
     # heun at 35 NFE: `steps=17` alone is EDM's Alg. 2 with S_noise < 1 (heun.yaml by_steps); Alg. 1 for comparison
@@ -128,7 +132,7 @@ def run(mixture_name, mixture, settings, sdes, n, rows, *, guided_label=None, sw
             start = time.perf_counter()
             with torch.no_grad():
                 result = sample(cfg, score, sde, (n_slow if slow else n, *mixture.shape),
-                                generator=torch.Generator().manual_seed(1))
+                                generator=torch.Generator().manual_seed(1), data_std=mixture.data_std)
             seconds = time.perf_counter() - start
             gap = log_likelihood_gap(target, result.x, reference=reference)
             ratio = float("nan")

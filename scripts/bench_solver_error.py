@@ -1,6 +1,6 @@
 """A sampler's own error on many exact Gaussian mixtures, paired against the exact probability-flow ODE.
 
-    .venv/bin/python scripts/bench_solver_error.py dpm_solver steps=9            # the 10-NFE recipe, sets a + b
+    .venv/bin/python scripts/bench_solver_error.py dpm_solver steps=9            # the 10-NFE recipe, sets a, b, c
     .venv/bin/python scripts/bench_solver_error.py dpm_solver                    # the 20-NFE default
     .venv/bin/python scripts/bench_solver_error.py heun steps=17 --sets a        # EDM Alg. 2 at 35 NFE
 
@@ -18,17 +18,19 @@ so with the unpaired SE) is the start's prior mismatch: N(0, σ² I) instead of 
 −0.0085 on hd-3300 from σ/α = 10 (docs/samplers.md).  Positive = over-concentrated, negative = over-dispersed,
 as for the gap.
 
-Mixture families (``GaussianMixture.multiscale`` unless said; two disjoint seed sets, a and b, none of them
-used to choose a default — the 10-NFE recipe was fixed before they existed):
+Mixture families (``GaussianMixture.multiscale`` unless said; three disjoint seed sets: a and b were drawn
+after the fixed-centre 10-NFE recipe; a chose the data-relative focus centre, b checked it, c held it out):
   issue  — like the issue's held-out problem: K = 4, 16-d, per-dimension stds 0.03–0.4;
   rand   — K 2–8, D 16–64, stds from 0.02–0.05 up to 0.3–0.6 (drawn from the seed);
   x2 / x05 — 16-d random mixtures with their means scaled by 2 / 0.5 (other data scales);
   large  — stds 0.2–0.8 only;  hd — K 2–3 in 48 / 64 dimensions with stds from 0.02–0.03 (the hard
-  over-concentrated case);  bench — the six mixtures of ``scripts/bench_samplers.py`` (set b only).
+  over-concentrated case);  bench — the six mixtures of ``scripts/bench_samplers.py`` (set b only);
+  x3 / x03 — means ×3 / ×0.3;  s2 / s05 — means and stds ×2 / ×0.5 (set c only).
+Every sampler gets the mixture's data std (``sample(data_std=...)``), as ``sdegen sample data=gmm`` does.
 On every linear SDE a sampler that runs in (x/α, σ/α) — all the deterministic ones here — performs the same
 computation from the same draws once it starts below σ(T)/α(T), so one SDE (VP-linear) stands for all five.
 Exact-ODE solutions are cached in outputs/bench/solver_error_cache/ per mixture, n and start (the first run
-≈ 3–4 min on 2 cores for both sets, a rerun ≈ 1 min).
+≈ 5 min on 2 cores for the three sets, a rerun ≈ 1.5 min).
 Writes outputs/bench/solver_error.{md,json}.
 """
 
@@ -63,7 +65,16 @@ SETS = {
          + [("x2", s) for s in (7000, 7001)] + [("x05", s) for s in (7100, 7101)]
          + [("large", s) for s in (7200,)] + [("hd", s) for s in (7300, 7301, 7302, 7303)]
          + [("bench", s) for s in range(6)],
+    # drawn after the data-relative focus centre was chosen on a and checked on b: a hold-out with two
+    # more data scales (means ×3 / ×0.3) and whole-data scalings (means and stds ×2 / ×0.5)
+    "c": [("issue", s) for s in range(9000, 9004)] + [("rand", s) for s in range(9100, 9106)]
+         + [("x2", s) for s in (9200, 9201)] + [("x05", s) for s in (9300, 9301)]
+         + [("x3", s) for s in (9400, 9401)] + [("x03", s) for s in (9500, 9501)]
+         + [("s2", s) for s in (9600, 9601)] + [("s05", s) for s in (9700, 9701)]
+         + [("large", s) for s in (9800, 9801)] + [("hd", s) for s in (9900, 9901)],
 }
+#: the factor by which a family scales the means (and, for s2 / s05, the stds too) of a random 16-d mixture
+SCALED = {"x2": (2.0, 1.0), "x05": (0.5, 1.0), "x3": (3.0, 1.0), "x03": (0.3, 1.0), "s2": (2.0, 2.0), "s05": (0.5, 0.5)}
 
 
 def random_spec(seed):
@@ -79,9 +90,10 @@ def make_mixture(family: str, seed: int) -> GaussianMixture:
         return GaussianMixture.multiscale(4, (1, 4, 4), 0.03, 0.4, seed)
     if family == "rand":
         return GaussianMixture.multiscale(**random_spec(seed))
-    if family in ("x2", "x05"):
+    if family in SCALED:
         base = GaussianMixture.multiscale(**random_spec(seed) | dict(shape=(1, 4, 4)))
-        return GaussianMixture(base.means * (2.0 if family == "x2" else 0.5), base.stds, base.weights, base.shape)
+        mean_factor, std_factor = SCALED[family]
+        return GaussianMixture(base.means * mean_factor, base.stds * std_factor, base.weights, base.shape)
     if family == "large":
         return GaussianMixture.multiscale(int(np.random.default_rng(seed).integers(3, 7)), (1, 4, 8), 0.2, 0.8, seed)
     if family == "hd":
@@ -130,7 +142,7 @@ class Problem:
 
     def run(self, cfg):
         with torch.no_grad():
-            return sample(cfg, self.score, SDE, self.shape, x_init=self.x_init.clone())
+            return sample(cfg, self.score, SDE, self.shape, x_init=self.x_init.clone(), data_std=self.mixture.data_std)
 
     def log_density(self, result):
         return self.mixture.log_prob(result.x.double()).reshape(-1) / self.mixture.dim
@@ -145,7 +157,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sampler", help="a configs/sampler name, e.g. dpm_solver")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE sampler overrides (YAML values)")
-    parser.add_argument("--sets", default="a,b", help="comma-separated mixture sets (a, b)")
+    parser.add_argument("--sets", default="a,b,c", help="comma-separated mixture sets (a, b, c)")
     parser.add_argument("--n", type=int, default=2000, help="prior draws per mixture")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     parser.add_argument("--mixtures", default=None, help="comma-separated subset of the mixture names, e.g. issue-1000,hd-3300")

@@ -7,7 +7,8 @@ gap −(c² − 1)/2 (nats/dim; negative = over-dispersed, positive = over-conce
 deterministic draw: a one-component mixture whose dimensions carry a ladder of stds, started from ones.
 The prior's own mismatch (N(0, σ_start²) against N(0, s² + σ_start²)) is left out: it is the same for
 every solver.  On the log-SNR grid the error is the same for every std well inside the grid (scale
-invariance), e.g. `dpm_solver` +0.015 at 9 steps, +0.0025 at 19 (docs/samplers.md):
+invariance), e.g. `dpm_solver` +0.015 at 9 steps, +0.0025 at 19 (docs/samplers.md).  A grid that follows
+the data's std (the focus grid) is laid out for data std 0.5 (EDM's default; `sampler.data_std=...` to change):
 
     .venv/bin/python scripts/gaussian_spread_profile.py dpm_solver steps=9
     .venv/bin/python scripts/gaussian_spread_profile.py heun steps=17 grid=logsnr end_noise=0.002

@@ -22,8 +22,14 @@ def test_mixture_families_match_their_description():
     hd = S.make_mixture("hd", 3300)
     assert hd.dim in (48, 64) and hd.num_components in (2, 3) and float(hd.stds.min()) >= 0.02
     assert float(S.make_mixture("large", 3200).stds.min()) >= 0.2
-    names = [f"{f}-{s}" for f, s in S.SETS["a"]] + [f"{f}-{s}" for f, s in S.SETS["b"]]
-    assert len(names) == len(set(names))  # the two sets are disjoint
+    for family, (mean_factor, std_factor) in S.SCALED.items():  # x3 / x03 / s2 / s05: other data scales
+        scaled = S.make_mixture(family, 9400)
+        base = S.GaussianMixture.multiscale(**S.random_spec(9400) | dict(shape=(1, 4, 4)))
+        assert torch.allclose(scaled.means, mean_factor * base.means) and torch.allclose(scaled.stds, std_factor * base.stds)
+    whole_doubled, whole_halved = S.make_mixture("s2", 9600), S.make_mixture("s05", 9600)
+    assert abs(whole_doubled.data_std - 4 * whole_halved.data_std) < 1e-12  # the whole data scaled: its std too
+    names = [f"{f}-{s}" for st in S.SETS.values() for f, s in st]
+    assert len(names) == len(set(names)) and len(names) == 89  # the three sets are disjoint
 
 
 def test_solver_error_is_paired_and_cached(tmp_path):

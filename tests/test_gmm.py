@@ -66,6 +66,10 @@ def test_samples_have_mixture_moments(mixture):
     torch.testing.assert_close(freq, mixture.weights, atol=5e-3, rtol=0)
     mean = (mixture.weights[:, None] * mixture.means).sum(0)
     torch.testing.assert_close(x.mean(0), mean, atol=1e-2, rtol=0)
+    # data_std (the samplers' focus grid follows it): the root-mean-square per-dimension std, law of total variance
+    assert mixture.data_std == pytest.approx(float(x.var(0).mean().sqrt()), rel=5e-3)
+    wide = GaussianMixture(mixture.means * 2, mixture.stds * 2, mixture.weights, mixture.shape)
+    assert wide.data_std == pytest.approx(2 * mixture.data_std, rel=1e-12)
 
 
 def test_conditional_of_missing_coordinates(mixture):

@@ -36,6 +36,7 @@ def test_sample_writes_files(tmp_path):
         assert "images" not in f.files  # not image data
     for name in ("grid.png", "evolution.png", "compare.png", "metrics.json", "config.yaml"):
         assert (tmp_path / name).stat().st_size > 100, name
+    assert "focus at σ/α 2.31 = 4 × data std 0.577" in proc.stdout + proc.stderr  # the centre it used, and why
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
     assert (tmp_path / "csv" / "metrics.csv").is_file()
@@ -71,6 +72,7 @@ def test_setup_builds_the_exact_score():
     assert type(s.sde).__name__ == "VPSDE" and type(s.sde.schedule).__name__ == "CosineSchedule"
     a = torch.randn(3, generator=s.generator(5))
     assert torch.equal(a, torch.randn(3, generator=s.generator(5)))
+    assert s.data_std == pytest.approx(s.data.mixture.data_std)  # data=gmm: the exact std (focus grid's centre)
 
 
 @pytest.fixture
@@ -99,6 +101,10 @@ def test_setup_from_checkpoint_uses_its_config(fake_checkpoints):
     cfg = compose_sample(f"ckpt={ckpt}", "device=cpu")  # composed default is sde=vp: the checkpoint wins
     s = runtime_setup.build_setup(cfg)
     assert loaded == [str(ckpt)] and type(s.sde).__name__ == "SubVPSDE" and s.ckpt_cfg == stored
+    # the data's std: the checkpoint's record when it has one, else the data module's
+    assert s.data_std == pytest.approx(s.data.mixture.data_std)
+    stored["data_info"] = {"data_std": 0.77}
+    assert runtime_setup.build_setup(cfg).data_std == 0.77
 
 
 def test_checkpoint_conflicts_only_for_explicit_overrides(fake_checkpoints):

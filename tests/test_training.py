@@ -61,6 +61,7 @@ def test_run_folder_and_checkpoint(trained):
     assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # EMA ≠ raw weights
     model, cfg = load_score_model(run_dir)
     assert not model.training and cfg["data_info"]["shape"] == [1, 28, 28]
+    assert 0.4 < cfg["data_info"]["data_std"] < 0.65  # recorded for the samplers' focus grid (64 MNIST digits)
     assert torch.equal(model.conv_in.weight, ema["model.conv_in.weight"])
     x = torch.randn(2, 1, 28, 28)
     assert model(x, torch.tensor([0.5, 0.5])).shape == x.shape

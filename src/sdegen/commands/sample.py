@@ -121,7 +121,9 @@ def main(cfg):
         metrics.update(nfes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_metrics(cfg, out, metrics, image=grid_path)
-    log.info(f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, {samplers.settings(sampler_cfg)}, "
+    data_std = setup.data_std if samplers.needs_data_std(sampler_cfg) else None
+    log.info(f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, "
+             f"{samplers.settings(sampler_cfg, data_std)}, "
              f"{gen.nfe:g} NFE per sample, "
              f"{seconds:.1f} s)")
     return metrics
@@ -135,7 +137,8 @@ def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, prog
     for name, sampler_cfg in sampler_cfgs.items():
         with torch.no_grad():
             result = samplers.sample(sampler_cfg, score_fn, setup.sde, x_init.shape, x_init=x_init.clone(),
-                                     generator=setup.generator(), device=setup.device, progress=progress)
+                                     generator=setup.generator(), device=setup.device, progress=progress,
+                                     data_std=setup.data_std if samplers.needs_data_std(sampler_cfg) else None)
         check_finite(result.x, f"compare: {name}")
         panel = _points_or_images(setup.data, result.x.detach().float().cpu())
         panels[f"{name} ({result.nfe} NFE)"] = panel[:64] if getattr(setup.data, "is_image", False) else panel
@@ -160,7 +163,8 @@ def run_task(task: str, cfg, setup, score_fn, out):
         m = mask[sl] if mask.shape[0] == n else mask
         result = inpaint.impute(score_fn, setup.sde, cfg.sampler, known[sl].to(setup.device), m.to(setup.device),
                                 resample=cfg.task.get("resample"), generator=generator, to_basis=problem.to_basis,
-                                from_basis=problem.from_basis, progress=bool(cfg.get("progress", True)))
+                                from_basis=problem.from_basis, progress=bool(cfg.get("progress", True)),
+                                data_std=setup.data_std if samplers.needs_data_std(cfg.sampler) else None)
         outputs.append(result.x.detach().cpu())
         nfe += result.nfe
     imputed = torch.cat(outputs)

@@ -48,6 +48,10 @@ class GMMDataModule(L.LightningDataModule):
     def unscale(self, x):
         return x
 
+    def data_std(self) -> float:
+        """The mixture's root-mean-square per-dimension std (exact)."""
+        return self.mixture.data_std
+
     def setup(self, stage=None):
         if self._train is None:
             g = torch.Generator().manual_seed(self.seed + 1)

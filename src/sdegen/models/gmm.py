@@ -53,6 +53,15 @@ class GaussianMixture:
     def dim(self) -> int:
         return self.means.shape[1]
 
+    @property
+    def data_std(self) -> float:
+        """The root-mean-square per-dimension std, √(tr Cov / D): the data's scale the samplers' focus
+        grid follows (``samplers.grids.focus_grid``)."""
+        weights = self.weights[:, None]
+        mean = (weights * self.means).sum(0)
+        variance = (weights * ((self.means - mean) ** 2 + self.stds ** 2)).sum(0)  # law of total variance
+        return float(variance.mean().sqrt())
+
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def multiscale(cls, num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0):

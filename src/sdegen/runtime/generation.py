@@ -46,6 +46,7 @@ def generate(setup, score_fn, sampler_cfg, n: int, *, batch_size: int, generator
     from tqdm.auto import tqdm
 
     xs, nfes, labels, first = [], [], [], None
+    data_std = setup.data_std if samplers.needs_data_std(sampler_cfg) else None
     batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
     with torch.no_grad():
         for b, size in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) == 1)):
@@ -53,7 +54,8 @@ def generate(setup, score_fn, sampler_cfg, n: int, *, batch_size: int, generator
                 score_fn.start_batch(size, generator=generator, device=setup.device)
             result = samplers.sample(sampler_cfg, score_fn, setup.sde, (size, *setup.shape), step_hook=step_hook,
                                      generator=generator, device=setup.device,
-                                     snapshot_every=snapshot_every if b == 0 else 0, progress=progress)
+                                     snapshot_every=snapshot_every if b == 0 else 0, progress=progress,
+                                     data_std=data_std)
             xs.append(result.x.detach().float().cpu())
             nfes.append(int(result.nfe))
             if hasattr(score_fn, "batch_labels"):

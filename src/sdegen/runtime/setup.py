@@ -4,7 +4,9 @@ device; plus the guided score function (``guidance=``) and the checks that go wi
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ CHECKPOINT_GROUPS = ("sde", "schedule", "model", "data")
 #: model constructor arguments that the code passes (not config keys)
 MODEL_RUNTIME_ARGS = {"self", "sde", "data", "shape", "num_classes"}
 
+log = logging.getLogger("sdegen")
+
 
 @dataclass
 class Setup:
@@ -39,6 +43,23 @@ class Setup:
     @property
     def shape(self) -> tuple:
         return tuple(self.data.shape)
+
+    @functools.cached_property
+    def data_std(self) -> float | None:
+        """The data's root-mean-square per-dimension std in model space: the checkpoint's (recorded at
+        training), else the data module's (``data=gmm``: exact; images: from the training split), else
+        None (the samplers then assume EDM's 0.5).  Looked up only by samplers whose grid follows it."""
+        stored = ((self.ckpt_cfg or {}).get("data_info") or {}).get("data_std")
+        if stored is not None:
+            return float(stored)
+        if not hasattr(self.data, "data_std"):
+            return None
+        try:
+            return float(self.data.data_std())
+        except (UserError, OSError, RuntimeError, ValueError) as err:
+            log.warning(f"the data's std could not be read ({err}); the focus grid assumes 0.5 "
+                        f"(set sampler.data_std to the data's std)")
+            return None
 
     def generator(self, seed: int | None = None) -> torch.Generator:
         """A torch.Generator on the device seeded with ``seed`` (default: cfg.seed)."""

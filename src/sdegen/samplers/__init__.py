@@ -14,11 +14,12 @@ import torch
 from ..errors import UserError
 
 from .base import CountingScore, SampleResult, final_denoise, run_steps, tweedie_denoise
-from .grids import GRIDS, time_grid
+from .grids import DEFAULT_DATA_STD, GRIDS, time_grid
 
 
 #: keys of a sampler config read by the driver; every other key is an option of the algorithm
-DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options", "denoise", "resample", "by_steps")
+DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options", "data_std", "denoise", "resample",
+               "by_steps")
 
 #: the value that asks ``by_steps`` for a setting
 AUTO = "auto"
@@ -45,7 +46,8 @@ def resolve_auto(sampler_cfg) -> dict:
     always wins.  The table is dropped from the result: what is returned is what runs."""
     cfg = plain_config(sampler_cfg)
     table = cfg.pop("by_steps", None)
-    auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO]
+    # data_std=auto is the model's or the data's std, known only when sampling (sample(data_std=...))
+    auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO and k != "data_std"]
     if table is None:
         if auto_keys:
             raise UserError(f"sampler.{auto_keys[0]}=auto needs a sampler.by_steps table saying what auto means; "
@@ -157,11 +159,19 @@ def split_config(sampler_cfg) -> tuple:
     if not isinstance(grid_options, dict):
         raise UserError(f"sampler.grid_options must be a mapping of the grid's options, got {grid_options!r}")
     grid_params = [k for k, p in inspect.signature(GRIDS[grid]).parameters.items()
-                   if k not in ("sde", "steps", "eps", "start") and p.default is not p.empty]
+                   if k not in ("sde", "steps", "eps", "start", "data_std") and p.default is not p.empty]
+    if "data_std" in grid_options:
+        raise UserError("the data's std is sampler.data_std (a number, or auto: the checkpoint's or the data's), "
+                        "not a grid option")
     unknown_grid = sorted(k for k in grid_options if k not in grid_params)
     if unknown_grid:
         raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
                         f"valid: {', '.join(grid_params) or 'none'}")
+    data_std = driver.get("data_std", AUTO)
+    if data_std is not None and data_std != AUTO and (not isinstance(data_std, (int, float)) or isinstance(data_std, bool)
+                                                       or not data_std > 0):
+        raise UserError(f"sampler.data_std must be auto or a number > 0 (the data's root-mean-square "
+                        f"per-dimension std), got {data_std!r}")
     driver["denoise"] = denoise_mode(driver.get("denoise", True))  # true | false | "half", checked once
     if int(driver.get("resample", 1)) < 1:
         raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
@@ -175,9 +185,10 @@ def describe(sampler_cfg) -> str:
     return f"{name} ({sampler_cfg.get('steps', '?')} steps)"
 
 
-def settings(sampler_cfg) -> str:
+def settings(sampler_cfg, data_std: float | None = None) -> str:
     """Where the grid runs, ``auto`` resolved: ``σ/α 20 → 0.006, logsnr grid`` (beside ``describe``), plus
-    any algorithm option the step count chose (``corrector false``)."""
+    any algorithm option the step count chose (``corrector false``); for a grid that follows the data's
+    scale, the centre it took from ``data_std`` (as in ``sample``)."""
     raw = plain_config(sampler_cfg)
     cfg = resolve_auto(raw)
     parts = []
@@ -190,6 +201,11 @@ def settings(sampler_cfg) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
+        grid_fn = GRIDS.get(cfg["grid"])
+        if grid_fn is not None and "data_std" in inspect.signature(grid_fn).parameters and "center" not in options:
+            scale, source = data_scale(cfg, data_std)
+            center_std = options.get("center_std", inspect.signature(grid_fn).parameters["center_std"].default)
+            parts.append(f"focus at σ/α {center_std * scale:.3g} = {center_std:g} × data std {scale:.3g} ({source})")
     if cfg.get("denoise") == "half":
         parts.append("half-step end")
     # the algorithm's own options that the step count chose (unipc's corrector)
@@ -198,8 +214,29 @@ def settings(sampler_cfg) -> str:
     return ", ".join(parts) or "default grid"
 
 
+def needs_data_std(sampler_cfg) -> bool:
+    """Whether sampling with this config reads the data's std (a grid that follows the data's scale, with
+    ``sampler.data_std=auto`` and no pinned centre): callers look it up only then."""
+    cfg = resolve_auto(sampler_cfg)
+    grid_fn = GRIDS.get(cfg.get("grid", "uniform"))
+    value = cfg.get("data_std", AUTO)
+    return (grid_fn is not None and "data_std" in inspect.signature(grid_fn).parameters
+            and "center" not in (cfg.get("grid_options") or {}) and (value is None or value == AUTO))
+
+
+def data_scale(sampler_cfg, data_std: float | None = None) -> tuple[float, str]:
+    """``(σ_data, where it came from)``: ``sampler.data_std`` when it is a number, else the ``data_std`` the
+    caller knows (the checkpoint's, or the data's: ``runtime.setup.Setup.data_std``), else EDM's 0.5."""
+    value = plain_config(sampler_cfg).get("data_std", AUTO)
+    if value is not None and value != AUTO:
+        return float(value), "sampler.data_std"
+    if data_std is not None:
+        return float(data_std), "the checkpoint's or the data's"
+    return DEFAULT_DATA_STD, "not known: EDM's default"
+
+
 def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None, device="cpu",
-           x_init=None, snapshot_every=0, progress=False) -> SampleResult:
+           x_init=None, snapshot_every=0, progress=False, data_std: float | None = None) -> SampleResult:
     """Draw ``shape`` samples with the sampler described by ``sampler_cfg``.
 
     ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
@@ -208,15 +245,19 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
     σ/α equals it instead of at T, from the prior noise rescaled to σ(t_start).  ``end_noise``, when set, replaces ``eps`` by the time at which the noise-to-signal ratio
     σ(t)/α(t) equals it, so that a grid ends at the same noise level on every SDE (at a fixed
     t = 1e-3, sub-VP's σ/α is 1e-4 but VP's is 1e-2: fast solvers would spend their few steps on
-    noise levels that change nothing).
+    noise levels that change nothing).  ``data_std`` is the data's root-mean-square per-dimension std when
+    the caller knows it (``sampler.data_std=auto``): the grids that follow the data's scale (``focus``) take it.
     """
     fn, driver, options = split_config(sampler_cfg)
     t_start, t_end = start_time(sde, driver), end_time(sde, driver)
     if not t_end < t_start:
         raise UserError(f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
                         f"(end_noise/eps); raise start_noise")
-    timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, driver.get("grid", "uniform"),
-                          start=None if t_start == float(sde.T) else t_start, **(driver.get("grid_options") or {}))
+    grid, grid_options = driver.get("grid", "uniform"), dict(driver.get("grid_options") or {})
+    if "data_std" in inspect.signature(GRIDS[grid]).parameters:
+        grid_options["data_std"] = data_scale(driver, data_std)[0]
+    timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, grid,
+                          start=None if t_start == float(sde.T) else t_start, **grid_options)
     x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
     if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
         x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
@@ -236,5 +277,5 @@ def denoise_mode(value):
 
 __all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "final_denoise", "denoise_mode",
            "time_grid", "sample", "resolve",
-           "start_time", "end_time",
+           "start_time", "end_time", "data_scale", "needs_data_std",
            "split_config", "resolve_auto", "plain_config", "settings", "describe", "DRIVER_KEYS", "AUTO"]

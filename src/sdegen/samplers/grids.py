@@ -55,16 +55,29 @@ def shifted_grid(sde: SDE, steps: int, eps: float, start: float | None = None, r
     return ts
 
 
-def focus_grid(sde: SDE, steps: int, eps: float, start: float | None = None, center: float = 2.0,
-               boost: float = 1.5, width: float = 0.5) -> torch.Tensor:
-    """The log-SNR grid with extra steps around σ/α = ``center``: step density in λ = −log(σ/α)
-    ∝ 1 + boost · exp(−(λ − λ_c)² / 2 width²), λ_c = −log(center).
+#: the data's std assumed when neither the model nor the data say it (EDM's σ_data, Karras et al. 2022)
+DEFAULT_DATA_STD = 0.5
 
-    Around σ/α ≈ 2 a sample of data spread over [−1, 1] commits to one mode; a multistep solver taking
-    log-SNR steps there extrapolates the denoiser across that change and leaves samples between modes
-    (over-dispersion, docs/samplers.md "The focus grid").  With boost 1.5 and width 0.5 the
-    20-NFE default moves about three steps from the low-noise end to that band.  ``boost = 0`` is
-    ``logsnr_grid``."""
+
+def focus_grid(sde: SDE, steps: int, eps: float, start: float | None = None, center: float | None = None,
+               center_std: float = 4.0, boost: float = 1.5, width: float = 0.5,
+               data_std: float = DEFAULT_DATA_STD) -> torch.Tensor:
+    """The log-SNR grid with extra steps around σ/α = c: step density in λ = −log(σ/α)
+    ∝ 1 + boost · exp(−(λ − λ_c)² / 2 width²), λ_c = −log(c).
+
+    Around σ/α ≈ 4 × the data's std (≈ 2 for data spread over [−1, 1]) a sample commits to one mode;
+    a multistep solver taking log-SNR steps there extrapolates the denoiser across that change and
+    leaves samples between modes (over-dispersion, docs/samplers.md "The focus grid").  The centre
+    follows the data's scale: c = ``center_std`` × ``data_std`` (the root-mean-square per-dimension std
+    of the data, which the sampler driver passes from the checkpoint or the data; docs/samplers.md
+    "The focus centre follows the data's scale"), or ``center`` when that is given (an absolute σ/α).
+    With boost 1.5 and width 0.5 the 20-NFE default moves about three steps from the low-noise end to
+    that band.  ``boost = 0`` is ``logsnr_grid``."""
+    if center is None:
+        if not (center_std > 0 and data_std > 0):
+            raise UserError(f"the focus grid needs center_std > 0 and data_std > 0 "
+                            f"(got center_std={center_std}, data_std={data_std})")
+        center = center_std * data_std
     if not (center > 0 and width > 0 and boost >= 0):
         raise UserError(f"the focus grid needs center > 0, width > 0 and boost >= 0 "
                         f"(got center={center}, width={width}, boost={boost})")

@@ -50,15 +50,17 @@ def replacement_hook(sde, x_known, mask, *, generator=None, to_basis=None, from_
 
 
 def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generator=None, to_basis=None,
-           from_basis=None, snapshot_every=0, progress=False) -> SampleResult:
-    """Fill the unknown part (mask = 0) of ``x_known`` (model space) with the configured sampler."""
+           from_basis=None, snapshot_every=0, progress=False, data_std=None) -> SampleResult:
+    """Fill the unknown part (mask = 0) of ``x_known`` (model space) with the configured sampler
+    (``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``)."""
     sampler_cfg = dict(sampler_cfg)
     if resample is not None:
         sampler_cfg["resample"] = int(resample)
     hook = replacement_hook(sde, x_known, mask, generator=generator, to_basis=to_basis, from_basis=from_basis)
     x_init = sde.prior_sample(x_known.shape, generator=generator, device=x_known.device)  # prior scale, not N(0, I)
     result = run_sampler(sampler_cfg, score_fn, sde, x_known.shape, step_hook=hook, generator=generator,
-                         device=x_known.device, x_init=x_init, snapshot_every=snapshot_every, progress=progress)
+                         device=x_known.device, x_init=x_init, snapshot_every=snapshot_every, progress=progress,
+                         data_std=data_std)
     # samplers that end at t = eps without the denoising step leave the known part noised at σ(eps):
     # paste the known data itself (RePaint does the same)
     to_basis = to_basis or (lambda v: v)
@@ -140,7 +142,8 @@ def exact_imputation_error(mixture, sde, score_fn, sampler_cfg, mask, *, n_obs=8
     observed, _ = mixture.sample(n_obs, generator=torch.Generator().manual_seed(seed + 1000))
     known_basis = observed.repeat_interleave(per_obs, 0)
     result = impute(score_fn, sde, sampler_cfg, from_basis(known_basis), mask, resample=resample,
-                    generator=torch.Generator().manual_seed(seed), to_basis=to_basis, from_basis=from_basis)
+                    generator=torch.Generator().manual_seed(seed), to_basis=to_basis, from_basis=from_basis,
+                    data_std=mixture.data_std)
     imputed = to_basis(result.x)
     exact = mixture.sample_conditional(known_basis, mask, generator=torch.Generator().manual_seed(seed + 1))
     exact2 = mixture.sample_conditional(known_basis, mask, generator=torch.Generator().manual_seed(seed + 2))

@@ -69,7 +69,8 @@ class SampleGrid(Callback):
                 y = torch.arange(self.n, device=pl_module.device) * num_classes // self.n
                 score_fn = lambda x, t: model(x, t, y[: x.shape[0]])  # noqa: E731
             result = sample(self.sampler, score_fn, pl_module.sde, x_init.shape,
-                            generator=generator, device=pl_module.device, x_init=x_init)
+                            generator=generator, device=pl_module.device, x_init=x_init,
+                            data_std=pl_module.data_info.get("data_std"))
         finally:
             model.train(was_training)
         x = result.x

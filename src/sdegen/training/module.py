@@ -34,9 +34,14 @@ def plain_config(cfg) -> dict:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def data_info(data) -> dict:
-    return {"shape": [int(s) for s in data.shape], "num_classes": int(getattr(data, "num_classes", 0) or 0),
+def data_info(data, with_std: bool = False) -> dict:
+    """What a checkpoint records of its data: shape, classes, kind, scaling and, ``with_std``, the data's
+    root-mean-square per-dimension std in model space (the samplers' focus grid follows it)."""
+    info = {"shape": [int(s) for s in data.shape], "num_classes": int(getattr(data, "num_classes", 0) or 0),
             "is_image": bool(getattr(data, "is_image", False)), "scaling": getattr(data, "scaling", None)}
+    if with_std and hasattr(data, "data_std"):
+        info["data_std"] = float(data.data_std())
+    return info
 
 
 def rng_state() -> dict:
@@ -136,7 +141,7 @@ class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
         self.model = hydra.utils.instantiate(cfg.model, sde=sde, data=data, _convert_="all")
         loss_cfg = dict(cfg.get("loss") or {})
         self.loss_fn = DSMLoss(sde, **loss_cfg)
-        self.data_info = data_info(data)
+        self.data_info = data_info(data, with_std=True)
         self.conditional = getattr(self.model, "class_conditional", False)
         self.apply_memory_format()
 
