@@ -201,10 +201,9 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
         options = cfg.get("grid_options") or {}
         parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
                                               if options else ""))
-        grid_fn = GRIDS.get(cfg["grid"])
-        if grid_fn is not None and "data_std" in inspect.signature(grid_fn).parameters and "center" not in options:
+        if _follows_data_scale(cfg["grid"]) and "center" not in options:
             scale, source = data_scale(cfg, data_std)
-            center_std = options.get("center_std", inspect.signature(grid_fn).parameters["center_std"].default)
+            center_std = options.get("center_std", inspect.signature(GRIDS[cfg["grid"]]).parameters["center_std"].default)
             parts.append(f"focus at σ/α {center_std * scale:.3g} = {center_std:g} × data std {scale:.3g} ({source})")
     if cfg.get("denoise") == "half":
         parts.append("half-step end")
@@ -214,14 +213,18 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
     return ", ".join(parts) or "default grid"
 
 
+def _follows_data_scale(grid: str) -> bool:
+    """Whether the named grid places its steps by the data's std (takes ``data_std``: the focus grid)."""
+    return grid in GRIDS and "data_std" in inspect.signature(GRIDS[grid]).parameters
+
+
 def needs_data_std(sampler_cfg) -> bool:
     """Whether sampling with this config reads the data's std (a grid that follows the data's scale, with
     ``sampler.data_std=auto`` and no pinned centre): callers look it up only then."""
     cfg = resolve_auto(sampler_cfg)
-    grid_fn = GRIDS.get(cfg.get("grid", "uniform"))
     value = cfg.get("data_std", AUTO)
-    return (grid_fn is not None and "data_std" in inspect.signature(grid_fn).parameters
-            and "center" not in (cfg.get("grid_options") or {}) and (value is None or value == AUTO))
+    return (_follows_data_scale(cfg.get("grid", "uniform")) and "center" not in (cfg.get("grid_options") or {})
+            and (value is None or value == AUTO))
 
 
 def data_scale(sampler_cfg, data_std: float | None = None) -> tuple[float, str]:
@@ -254,7 +257,7 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
         raise UserError(f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
                         f"(end_noise/eps); raise start_noise")
     grid, grid_options = driver.get("grid", "uniform"), dict(driver.get("grid_options") or {})
-    if "data_std" in inspect.signature(GRIDS[grid]).parameters:
+    if _follows_data_scale(grid):
         grid_options["data_std"] = data_scale(driver, data_std)[0]
     timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, grid,
                           start=None if t_start == float(sde.T) else t_start, **grid_options)
