@@ -2,15 +2,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast bench table41 clean
+.PHONY: install lint test test-fast bench table41 clean
 
 install:  ## create .venv and install sdegen with its dev extras (takes the local torch wheels)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
 
-test:  ## the whole test suite (slow end-to-end tests included)
-	$(BIN)/pytest -q
+lint:  ## ruff: lint and format check (no file is changed)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+test:  ## lint, then the whole test suite (slow end-to-end tests included)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/pytest -q
 
 test-fast:  ## skip the slow end-to-end tests
 	$(BIN)/pytest -q -m "not slow"

@@ -25,77 +25,120 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from sdegen.cli import config_dir
+from sdegen.bench.mixtures import HELDOUT, TUNING
 from sdegen.guidance.classifier import classifier_guidance
 from sdegen.metrics.distances import sliced_wasserstein2
 from sdegen.metrics.gap import data_log_likelihood, log_likelihood_gap
 from sdegen.models.gmm import GaussianMixture, GMMScore
+from sdegen.runtime.config import group_config
 from sdegen.samplers import sample
 from sdegen.sde import standard_sdes
 
 SDES = standard_sdes()
-
-#: mixtures the defaults were tuned on: the multi-scale preset, a sharper one, a 64-d one
-TUNING = {
-    "multiscale-16d": dict(num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0),
-    "sharp-16d": dict(num_components=4, shape=(1, 4, 4), std_min=0.02, std_max=0.4, seed=1),
-    "wide-64d": dict(num_components=6, shape=(1, 8, 8), std_min=0.02, std_max=0.5, seed=2),
-}
-#: held-out mixtures (never used to choose a default): other seeds, dimensions, std ranges, K
-HELDOUT = {
-    "heldout-16d": dict(num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.4, seed=7),
-    "heldout-32d": dict(num_components=8, shape=(1, 4, 8), std_min=0.02, std_max=0.3, seed=11),
-    "heldout-48d": dict(num_components=3, shape=(3, 4, 4), std_min=0.025, std_max=0.6, seed=23),
-}
 
 # (label, sampler config name, overrides): the step sweeps run on the tuning mixtures
 SWEEPS = (
     [(f"dpm_solver {n}", "dpm_solver", {"steps": n}) for n in (5, 9, 14, 19, 29)]
     + [(f"unipc {n}", "unipc", {"steps": n}) for n in (5, 9, 14, 19, 29)]
     + [(f"dpm_solver_singlestep {n}", "dpm_solver_singlestep", {"steps": n}) for n in (2, 3, 5, 6, 10)]
-    + [(f"heun {n}", "heun", {"steps": n}) for n in (9, 14, 17, 24, 30, 45)]  # 12–24 steps: Alg. 2 (by_steps)
+    + [(f"heun {n}", "heun", {"steps": n}) for n in (9, 14, 17, 24, 30, 45)]  # 12–24 steps: Alg. 2 (presets)
     + [(f"dpm_solver_sde {n}", "dpm_solver_sde", {"steps": n}) for n in (20, 50)]
     + [(f"em {n}", "em", {"steps": n}) for n in (100, 300)]
     + [(f"pc {n}", "pc", {"steps": n}) for n in (100, 300)]
     + [("ode rk4 10", "ode", {"steps": 10, "method": "rk4"}), ("ode rk4 25", "ode", {"steps": 25, "method": "rk4"})]
 )
-TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE; by_steps: 10 → 0.02, focus grid at 3 × data std, half-step end)"
-HEUN_35_LABEL = "heun steps=17 (35 NFE; by_steps: EDM Alg. 2, S_noise < 1)"
-#: every sampler at its YAML defaults (+ the EDM stochastic option and the old dpm_solver default)
+TEN_NFE_LABEL = "dpm_solver steps=9 (10 NFE preset: 10 → 0.02, focus grid at 3 × data std, half-step end)"
+HEUN_35_LABEL = "heun steps=17 (35 NFE preset: EDM Alg. 2, S_noise < 1)"
+#: every sampler at its defaults, the presets at 10 and 35 NFE, and settings they are compared with
 DEFAULTS = (
-    [(f"{name} (default)", name, {}) for name in
-     ("dpm_solver", "unipc", "dpm_solver_singlestep", "heun", "dpm_solver_sde", "restart", "ode", "em", "pc")]
+    [
+        (f"{name} (default)", name, {})
+        for name in (
+            "dpm_solver",
+            "unipc",
+            "dpm_solver_singlestep",
+            "heun",
+            "dpm_solver_sde",
+            "restart",
+            "ode",
+            "em",
+            "pc",
+        )
+    ]
     + [("heun churn (S_churn 10)", "heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002})]
-    # the 10-NFE recipe (docs/samplers.md): `steps=9` alone; the YAML's by_steps table then starts at σ/α = 10
+    # the 10-NFE recipe (docs/samplers.md): `steps=9` alone; its step-count preset starts at σ/α = 10
     # and ends at 0.02 on a focus grid centred at σ/α = 3 × the data's std (order 3 to the end, + the half-step end)
     + [(TEN_NFE_LABEL, "dpm_solver", {"steps": 9})]
-    + [("dpm_solver steps=9, 2026-12-02 recipe (focus centre fixed at 2.5)", "dpm_solver",
-        {"steps": 9, "grid_options": {"center": 2.5, "boost": 1.0, "width": 0.5}})]
-    + [("dpm_solver focus centre fixed at 2 (default before 2026-12-02, third session)", "dpm_solver",
-        {"grid_options": {"center": 2.0, "boost": 1.5, "width": 0.5}})]
-    + [("dpm_solver steps=9, previous recipe (10 → 0.004 log-SNR, Tweedie)", "dpm_solver",
-        {"steps": 9, "end_noise": 0.004, "grid": "logsnr", "denoise": True})]
-    # heun at 35 NFE: `steps=17` alone is EDM's Alg. 2 with S_noise < 1 (heun.yaml by_steps); Alg. 1 for comparison
+    + [
+        (
+            "dpm_solver steps=9, focus centre fixed at 2.5 (boost 1)",
+            "dpm_solver",
+            {"steps": 9, "grid_options": {"center": 2.5, "boost": 1.0, "width": 0.5}},
+        )
+    ]
+    + [
+        (
+            "dpm_solver focus centre fixed at 2 (boost 1.5)",
+            "dpm_solver",
+            {"grid_options": {"center": 2.0, "boost": 1.5, "width": 0.5}},
+        )
+    ]
+    + [
+        (
+            "dpm_solver steps=9, log-SNR grid 10 → 0.004, Tweedie",
+            "dpm_solver",
+            {"steps": 9, "end_noise": 0.004, "grid": "logsnr", "denoise": True},
+        )
+    ]
+    # heun at 35 NFE: `steps=17` alone is EDM's Alg. 2 with S_noise < 1 (its preset); Alg. 1 beside it
     + [(HEUN_35_LABEL, "heun", {"steps": 17})]
-    + [("heun steps=40 (Alg. 1: the default before 2026-12-02)", "heun", {"steps": 40})]
-    + [("heun 35 NFE Alg. 1 (17 log-SNR steps, end 0.002)", "heun",
-        {"steps": 17, "grid": "logsnr", "end_noise": 0.002, "s_churn": 0.0})]
-    + [("dpm_solver log-SNR grid (default before focus: 20 → 0.006)", "dpm_solver",
-        {"grid": "logsnr", "end_noise": 0.006})]
-    + [("dpm_solver old default (++2M 20, end 0.01)", "dpm_solver",
-        {"steps": 20, "algorithm": "dpmsolver++", "order": 2, "denoise": False, "end_noise": 0.01,
-         "start_noise": None, "grid": "logsnr"})]
+    + [("heun steps=40 (Alg. 1)", "heun", {"steps": 40})]
+    + [
+        (
+            "heun 35 NFE Alg. 1 (17 log-SNR steps, end 0.002)",
+            "heun",
+            {"steps": 17, "grid": "logsnr", "end_noise": 0.002, "s_churn": 0.0},
+        )
+    ]
+    + [
+        (
+            "dpm_solver log-SNR grid (20 → 0.006)",
+            "dpm_solver",
+            {"grid": "logsnr", "end_noise": 0.006},
+        )
+    ]
+    + [
+        (
+            "dpm_solver ++2M 20, log-SNR grid, end 0.01",
+            "dpm_solver",
+            {
+                "steps": 20,
+                "algorithm": "dpmsolver++",
+                "order": 2,
+                "denoise": False,
+                "end_noise": 0.01,
+                "start_noise": None,
+                "grid": "logsnr",
+            },
+        )
+    ]
 )
-QUICK = {"dpm_solver (default)", "unipc (default)", "heun (default)", "dpm_solver_singlestep (default)",
-         "dpm_solver_sde (default)", "restart (default)", "ode (default)", TEN_NFE_LABEL, HEUN_35_LABEL}
+QUICK = {
+    "dpm_solver (default)",
+    "unipc (default)",
+    "heun (default)",
+    "dpm_solver_singlestep (default)",
+    "dpm_solver_sde (default)",
+    "restart (default)",
+    "ode (default)",
+    TEN_NFE_LABEL,
+    HEUN_35_LABEL,
+}
 
 
 def sampler_cfg(name, overrides):
-    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "sampler" / f"{name}.yaml"))
-    cfg.update(overrides)
-    return cfg
+    return {**group_config("sampler", name), **overrides}
 
 
 def within_component_sw(mixture, a, b):
@@ -131,8 +174,14 @@ def run(mixture_name, mixture, settings, sdes, n, rows, *, guided_label=None, sw
             slow = n_slow is not None and name in ("em", "pc") and int(cfg["steps"]) >= 1000
             start = time.perf_counter()
             with torch.no_grad():
-                result = sample(cfg, score, sde, (n_slow if slow else n, *mixture.shape),
-                                generator=torch.Generator().manual_seed(1), data_std=mixture.data_std)
+                result = sample(
+                    cfg,
+                    score,
+                    sde,
+                    (n_slow if slow else n, *mixture.shape),
+                    generator=torch.Generator().manual_seed(1),
+                    data_std=mixture.data_std,
+                )
             seconds = time.perf_counter() - start
             gap = log_likelihood_gap(target, result.x, reference=reference)
             ratio = float("nan")
@@ -140,11 +189,25 @@ def run(mixture_name, mixture, settings, sdes, n, rows, *, guided_label=None, sw
                 m = len(result.x)
                 base = floor if m == n else within_component_sw(target, refs[0][:m], refs[1][:m])
                 ratio = within_component_sw(target, result.x.float(), refs[2][:m]) / base
-            rows.append({"mixture": mixture_name, "sde": sde_name, "setting": label, "sampler": name,
-                         "nfe": result.nfe, "gap": gap.gap, "se": gap.se, "sw_ratio": ratio, "seconds": seconds,
-                         "guided": guided_label is not None})
-            print(f"{mixture_name:15s} {sde_name:13s} {label:44s} NFE {result.nfe:5d}  gap {gap.gap:+.4f} ± "
-                  f"{gap.se:.4f}  sw {ratio:5.2f}  {seconds:6.1f}s", flush=True)
+            rows.append(
+                {
+                    "mixture": mixture_name,
+                    "sde": sde_name,
+                    "setting": label,
+                    "sampler": name,
+                    "nfe": result.nfe,
+                    "gap": gap.gap,
+                    "se": gap.se,
+                    "sw_ratio": ratio,
+                    "seconds": seconds,
+                    "guided": guided_label is not None,
+                }
+            )
+            print(
+                f"{mixture_name:15s} {sde_name:13s} {label:44s} NFE {result.nfe:5d}  gap {gap.gap:+.4f} ± "
+                f"{gap.se:.4f}  sw {ratio:5.2f}  {seconds:6.1f}s",
+                flush=True,
+            )
 
 
 def markdown_tables(rows):
@@ -155,8 +218,12 @@ def markdown_tables(rows):
         cell = {(r["sde"], r["setting"]): r for r in sub}
         ses = sorted(r["se"] for r in sub if math.isfinite(r["se"]))
         median_se = ses[len(ses) // 2]
-        out += [f"**{mixture}** — log-likelihood gap (nats/dim; median SE {median_se:.4f}), NFE in brackets", "",
-                "| sampler | " + " | ".join(sdes) + " | max abs |", "|---|" + "---|" * (len(sdes) + 1)]
+        out += [
+            f"**{mixture}** — log-likelihood gap (nats/dim; median SE {median_se:.4f}), NFE in brackets",
+            "",
+            "| sampler | " + " | ".join(sdes) + " | max abs |",
+            "|---|" + "---|" * (len(sdes) + 1),
+        ]
         for s in dict.fromkeys(r["setting"] for r in sub):
             rs = [cell.get((d, s)) for d in sdes]
             cells = ["" if r is None else f"{r['gap']:+.4f} ({r['nfe']})" for r in rs]
@@ -172,8 +239,14 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    swept = [r for r in rows if "default" not in r["setting"] and "churn" not in r["setting"]
-             and "NFE" not in r["setting"] and not r["guided"]]
+    swept = [
+        r
+        for r in rows
+        if "default" not in r["setting"]
+        and "churn" not in r["setting"]
+        and "NFE" not in r["setting"]
+        and not r["guided"]
+    ]
     mixtures = list(dict.fromkeys(r["mixture"] for r in swept))
     if not mixtures:
         return
@@ -188,8 +261,14 @@ def plot(rows, path):
                 families.setdefault(family, {}).setdefault(r["setting"], []).append(r)
         for family, settings in families.items():
             pts = sorted((max(r["nfe"] for r in rs), max(abs(r["gap"]) for r in rs)) for rs in settings.values())
-            ax.plot([p[0] for p in pts], [min(max(p[1], 1e-4), 1.0) for p in pts], "o-", ms=3, label=family,
-                    color=colors[family])
+            ax.plot(
+                [p[0] for p in pts],
+                [min(max(p[1], 1e-4), 1.0) for p in pts],
+                "o-",
+                ms=3,
+                label=family,
+                color=colors[family],
+            )
         ax.axhline(0.01, color="k", lw=0.7, ls="--")
         ax.axhline(0.005, color="k", lw=0.7, ls=":")
         ax.set_xscale("log")
@@ -216,10 +295,18 @@ def main():
     parser.add_argument("--figure", action="store_true", help="also copy the plot to docs/figures/bench_samplers.png")
     parser.add_argument("--mixtures", default=None, help="comma-separated subset of the mixture names")
     parser.add_argument("--skip", default="", help="comma-separated setting labels to leave out (CPU time)")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                        help="only rebuild the tables and plot from earlier samplers.json files")
-    parser.add_argument("--sweeps-only", action="store_true",
-                        help="only the step sweeps on the tuning mixtures (what the figure plots: ≈ 15 min on one core)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="only rebuild the tables and plot from earlier samplers.json files",
+    )
+    parser.add_argument(
+        "--sweeps-only",
+        action="store_true",
+        help="only the step sweeps on the tuning mixtures (what the figure plots: ≈ 15 min on one core)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -265,8 +352,17 @@ def main():
                     continue
                 mixture = GaussianMixture.multiscale(**spec)
                 guided = [s for s in DEFAULTS if s[1] in ("dpm_solver", "unipc", "heun", "em") and "NFE" not in s[0]]
-                run(f"{name} guided y=2", mixture, guided, sdes, size(mixture), rows, guided_label=2, sw=False,
-                    n_slow=args.n_slow)
+                run(
+                    f"{name} guided y=2",
+                    mixture,
+                    guided,
+                    sdes,
+                    size(mixture),
+                    rows,
+                    guided_label=2,
+                    sw=False,
+                    n_slow=args.n_slow,
+                )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samplers.json").write_text(json.dumps({"rows": rows}, indent=1))

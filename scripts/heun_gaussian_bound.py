@@ -21,9 +21,10 @@ exact noise and changes nothing in the model (the ODE error stays); with S_noise
 the spread a little, and that contraction, spread over the σ band where the churn acts, cancels the
 over-dispersion Heun's steps leave.  ``--churn-table`` fits, for each step count, the end point and S_noise
 with γ = 0.2, S_tmin = 0.08, S_tmax = 2.5 on heun's shifted grid from σ = 80 (minimax over stds
-0.02–0.6, the mixtures' range) and prints the rows of `configs/sampler/heun.yaml`'s by_steps table
-(there, rows 12 and 13 carry a slightly larger S_noise, scanned on the tuning mixtures: at so few steps
-the mixtures sit further above this one-component model; docs/samplers.md):
+0.02–0.6, the mixtures' range) and prints the rows of heun's step-count presets
+(``sdegen.samplers.presets``; there, 12 and 13 steps carry a slightly larger S_noise, scanned on the tuning
+mixtures: at so few steps the mixtures sit further above this one-component model; docs/samplers.md).
+The models are ``sdegen.bench.gaussian``:
 
     .venv/bin/python scripts/heun_gaussian_bound.py --churn-table 12 24   # 17 steps: 0.0032 vs Alg. 1's 0.026
 """
@@ -35,93 +36,24 @@ import math
 
 import torch
 
-
-def heun_spread_gap(sigmas: torch.Tensor, stds: torch.Tensor, denoise: bool = True) -> torch.Tensor:
-    """Gap (nats/dim) of Gaussians of std ``stds`` after Heun on the descending grid ``sigmas``."""
-    slope = lambda sg: sg / (stds**2 + sg**2)  # noqa: E731 - d log(x̃ − μ)/dσ
-    y = torch.ones_like(stds)
-    for a, b in zip(sigmas[:-1], sigmas[1:]):
-        y_euler = y * (1 + (b - a) * slope(a))  # Alg. 1 line 5
-        y = y + (b - a) / 2 * (slope(a) * y + slope(b) * y_euler)  # line 8
-    exact = torch.sqrt(stds**2 + sigmas[-1] ** 2) / torch.sqrt(stds**2 + sigmas[0] ** 2)
-    c = y / exact  # spread ratio to the exact flow at σ_N
-    end = torch.sqrt(stds**2 + sigmas[-1] ** 2) / stds
-    c = c / end if denoise else c * end  # Tweedie shrinks by s²/(s² + σ²); stopping leaves the noise
-    return -((c**2 - 1) / 2)
-
-
-def shifted_sigmas(steps, start, end, rho=-3.0, shift=0.1):
-    """heun's ``grid: shifted`` in σ = σ_t/α_t: (σ + shift)^{1/ρ} uniform (sdegen.samplers.grids.shifted_grid)."""
-    i = torch.arange(steps + 1, dtype=torch.float64) / steps
-    a, b = (start + shift) ** (1 / rho), (end + shift) ** (1 / rho)
-    return (a + i * (b - a)) ** rho - shift
-
-
-def heun_churn_gap(sigmas, stds, gamma, s_noise, s_tmin=0.0, s_tmax=math.inf):
-    """Gap (nats/dim) of Gaussians of std ``stds`` after EDM's Alg. 2 on ``sigmas`` + Tweedie: the spread's
-    variance V (prior N(0, σ_0²)) gets S_noise² (σ̂² − σ_i²) at each churned step and Heun's factor f²."""
-    slope = lambda sg: sg / (stds**2 + sg**2)  # noqa: E731 - d log(x̃ − μ)/dσ
-    var = torch.full_like(stds, float(sigmas[0]) ** 2)
-    for a, b in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
-        if gamma > 0 and s_tmin <= a <= s_tmax:  # Alg. 2 lines 4–6
-            a_hat = a * (1 + gamma)
-            var = var + s_noise**2 * (a_hat**2 - a**2)
-            a = a_hat
-        h = b - a
-        factor = 1 + h / 2 * (slope(a) + slope(b) * (1 + h * slope(a)))  # Alg. 1 lines 5–8 on x̃ − μ
-        var = factor**2 * var
-    var = (stds**2 / (stds**2 + float(sigmas[-1]) ** 2)) ** 2 * var  # Tweedie (EDM's last Euler step)
-    return -(var / stds**2 - 1) / 2
-
-
-def fit_churn(steps, stds, gamma=0.2, s_tmin=0.08, s_tmax=2.5, start=80.0):
-    """(max |gap|, end, S_noise) minimising max_s |gap(s)| on the shifted grid: coarse-to-fine grid search."""
-    best = (math.inf, None, None)
-    log_end, noise, width_end, width_noise = math.log(0.006), 0.95, 1.5, 0.08
-    for _ in range(6):
-        for le in torch.linspace(log_end - width_end, log_end + width_end, 31).tolist():
-            sig = shifted_sigmas(steps, start, math.exp(le))
-            for sn in torch.linspace(max(noise - width_noise, 0.5), min(noise + width_noise, 1.0), 33).tolist():
-                worst = float(heun_churn_gap(sig, stds, gamma, sn, s_tmin, s_tmax).abs().max())
-                if worst < best[0]:
-                    best = (worst, math.exp(le), sn)
-        log_end, noise = math.log(best[1]), best[2]
-        width_end, width_noise = width_end / 4, width_noise / 4
-    return best
+from sdegen.bench.gaussian import best_grid, fit_churn, heun_spread_gap, shifted_sigmas
 
 
 def churn_table(first, last, stds):
-    print(f"# EDM Alg. 2 on the shifted grid from σ = 80: γ = 0.2 (s_churn = 0.2 · steps), s_tmin 0.08, s_tmax 2.5; "
-          f"stds {float(stds[0]):.3g}–{float(stds[-1]):.3g}")
+    print(
+        f"# EDM Alg. 2 on the shifted grid from σ = 80: γ = 0.2 (s_churn = 0.2 · steps), s_tmin 0.08, s_tmax 2.5; "
+        f"stds {float(stds[0]):.3g}–{float(stds[-1]):.3g}"
+    )
     for steps in range(first, last + 1):
         worst, end, s_noise = fit_churn(steps, stds)
-        det = min(float(heun_spread_gap(shifted_sigmas(steps, 80.0, e), stds).abs().max())
-                  for e in (0.002, 0.003, 0.005, 0.007, 0.01))
-        print(f"  - {{max_steps: {steps}, end_noise: {end:.4f}, s_churn: {0.2 * steps:.1f}, s_noise: {s_noise:.4f}}}"
-              f"   # max |gap| {worst:.4f} (Alg. 1, best end: {det:.4f})")
-
-
-def best_grid(steps, stds, start, end_guess=0.005, denoise=True, restarts=8, iters=3000):
-    """Minimise max_s |gap(s)| over σ_1 > … > σ_N (σ_0 = start): log σ_i = log start − Σ softplus(z)."""
-    best = (math.inf, None)
-    for seed in range(restarts):
-        torch.manual_seed(seed)
-        h = math.log(start / end_guess) / steps
-        z = (torch.randn(steps, dtype=torch.float64) * 0.3 + math.log(math.expm1(h))).requires_grad_()
-        opt = torch.optim.Adam([z], lr=0.03)
-        for it in range(iters):
-            log_sig = math.log(start) - torch.cumsum(torch.nn.functional.softplus(z), 0)
-            sigmas = torch.cat([torch.tensor([start], dtype=torch.float64), torch.exp(log_sig)])
-            gap = heun_spread_gap(sigmas, stds, denoise)
-            sharp = 200.0 if it < iters // 2 else 2000.0
-            loss = torch.logsumexp(sharp * gap.abs(), 0) / sharp  # soft max |gap|
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        worst = float(gap.abs().max())
-        if worst < best[0]:
-            best = (worst, sigmas.detach())
-    return best
+        det = min(
+            float(heun_spread_gap(shifted_sigmas(steps, 80.0, e), stds).abs().max())
+            for e in (0.002, 0.003, 0.005, 0.007, 0.01)
+        )
+        print(
+            f"  - {{max_steps: {steps}, end_noise: {end:.4f}, s_churn: {0.2 * steps:.1f}, s_noise: {s_noise:.4f}}}"
+            f"   # max |gap| {worst:.4f} (Alg. 1, best end: {det:.4f})"
+        )
 
 
 def main():
@@ -131,11 +63,18 @@ def main():
     parser.add_argument("--s-max", type=float, default=0.6)
     parser.add_argument("--start", type=float, default=80.0)
     parser.add_argument("--restarts", type=int, default=8)
-    parser.add_argument("--churn-table", type=int, nargs=2, metavar=("FIRST", "LAST"), default=None,
-                        help="fit Alg. 2's end point and S_noise for these step counts (stds 0.02–0.6)")
+    parser.add_argument(
+        "--churn-table",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "LAST"),
+        default=None,
+        help="fit Alg. 2's end point and S_noise for these step counts (stds 0.02–0.6)",
+    )
     args = parser.parse_args()
     if args.churn_table:
-        churn_table(*args.churn_table, torch.exp(torch.linspace(math.log(0.02), math.log(0.6), 60, dtype=torch.float64)))
+        stds = torch.exp(torch.linspace(math.log(0.02), math.log(0.6), 60, dtype=torch.float64))
+        churn_table(*args.churn_table, stds)
         return
     stds = torch.exp(torch.linspace(math.log(args.s_min), math.log(args.s_max), 80, dtype=torch.float64))
 
@@ -146,8 +85,10 @@ def main():
     for denoise in (True, False):
         worst, sigmas = best_grid(args.steps, stds, args.start, denoise=denoise, restarts=args.restarts)
         g = heun_spread_gap(sigmas, stds, denoise)
-        print(f"best {args.steps}-step grid ({'+ Tweedie' if denoise else 'no final step'}): max |gap| {worst:.4f}, "
-              f"mean over the stds {float(g.mean()):+.4f}; σ = {[round(v, 4) for v in sigmas.tolist()]}")
+        print(
+            f"best {args.steps}-step grid ({'+ Tweedie' if denoise else 'no final step'}): max |gap| {worst:.4f}, "
+            f"mean over the stds {float(g.mean()):+.4f}; σ = {[round(v, 4) for v in sigmas.tolist()]}"
+        )
         print("  gap at s = " + ", ".join(f"{float(s):.3g}: {float(v):+.4f}" for s, v in zip(stds[::10], g[::10])))
 
 

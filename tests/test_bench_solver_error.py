@@ -1,31 +1,35 @@
-"""scripts/bench_solver_error.py: the paired solver error is the difference of the sampler's and the exact
-ODE's log-densities on the same prior draws (so the exact ODE scores 0 against itself, with no Monte-Carlo
-noise), the exact solutions are cached and reused, and the mixture families are what the docstring says."""
-
-import sys
-from pathlib import Path
+"""sdegen.bench.mixtures (scripts/bench_solver_error.py): the paired solver error is the difference of the
+sampler's and the exact ODE's log-densities on the same prior draws (so the exact ODE scores 0 against itself,
+with no Monte-Carlo noise), the exact solutions are cached and reused, and the mixture families are what the
+docstring says."""
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import bench_solver_error as S  # noqa: E402
+from sdegen.bench import mixtures as S
+from sdegen.models.gmm import GaussianMixture
 
 
 def test_mixture_families_match_their_description():
     issue = S.make_mixture("issue", 1000)
     assert (issue.num_components, issue.dim) == (4, 16)
     assert 0.03 <= float(issue.stds.min()) and float(issue.stds.max()) <= 0.4
-    base = S.GaussianMixture.multiscale(**S.random_spec(3000) | dict(shape=(1, 4, 4)))
+    base = GaussianMixture.multiscale(**S.random_spec(3000) | dict(shape=(1, 4, 4)))
     doubled, halved = S.make_mixture("x2", 3000), S.make_mixture("x05", 3000)
-    assert doubled.dim == 16 and torch.allclose(doubled.means, 2 * base.means) and torch.allclose(halved.means, base.means / 2)
+    assert (
+        doubled.dim == 16
+        and torch.allclose(doubled.means, 2 * base.means)
+        and torch.allclose(halved.means, base.means / 2)
+    )
     assert torch.equal(doubled.stds, base.stds)
     hd = S.make_mixture("hd", 3300)
     assert hd.dim in (48, 64) and hd.num_components in (2, 3) and float(hd.stds.min()) >= 0.02
     assert float(S.make_mixture("large", 3200).stds.min()) >= 0.2
     for family, (mean_factor, std_factor) in S.SCALED.items():  # x3 / x03 / s2 / s05: other data scales
         scaled = S.make_mixture(family, 9400)
-        base = S.GaussianMixture.multiscale(**S.random_spec(9400) | dict(shape=(1, 4, 4)))
-        assert torch.allclose(scaled.means, mean_factor * base.means) and torch.allclose(scaled.stds, std_factor * base.stds)
+        base = GaussianMixture.multiscale(**S.random_spec(9400) | dict(shape=(1, 4, 4)))
+        assert torch.allclose(scaled.means, mean_factor * base.means) and torch.allclose(
+            scaled.stds, std_factor * base.stds
+        )
     whole_doubled, whole_halved = S.make_mixture("s2", 9600), S.make_mixture("s05", 9600)
     assert abs(whole_doubled.data_std - 4 * whole_halved.data_std) < 1e-12  # the whole data scaled: its std too
     names = [f"{f}-{s}" for st in S.SETS.values() for f, s in st]

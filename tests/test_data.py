@@ -10,11 +10,15 @@ from sdegen.data.mnist import EmbeddedMNISTDataModule, MNISTDataModule
 
 
 def test_embedded_mnist_data_std():
-    """MNIST in [-1, 1] has a root-mean-square per-pixel std of ≈ 0.52 (the focus grid's centre then sits at
-    σ/α ≈ 2.1 for 20 NFE, within 4 % of the fixed centre 2 it replaced)."""
-    from sdegen.data.mnist import EmbeddedMNISTDataModule
-
-    assert EmbeddedMNISTDataModule().data_std() == pytest.approx(0.519, abs=0.005)
+    """The data's std is the root-mean-square over pixels of each pixel's std across the training images, in
+    model space: computed here from the images in float64 with numpy; halved by the [0, 1] scaling."""
+    data = EmbeddedMNISTDataModule()
+    pixels = data.split("train")[0].numpy().reshape(-1, 28 * 28).astype(np.float64) / 255
+    expected = float(np.sqrt(np.mean(np.std(2 * pixels - 1, axis=0) ** 2)))
+    assert data.data_std() == pytest.approx(expected, rel=1e-5)
+    assert EmbeddedMNISTDataModule(scaling="unit").data_std() == pytest.approx(expected / 2, rel=1e-5)
+    # MNIST is mostly background: below the std of uniform pixels in [-1, 1] (1/√3), above half of it
+    assert 0.5 / np.sqrt(3) < expected < 1 / np.sqrt(3)
 
 
 def test_embedded_mnist_loads_offline():

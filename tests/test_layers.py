@@ -16,7 +16,7 @@ LAYERS = {
     "data": 3, "samplers": 3,
     "guidance": 4, "tasks": 4, "metrics": 4, "training": 4, "report": 4, "viz": 4,
     "runtime": 5,
-    "commands": 6,
+    "commands": 6, "bench": 6,  # bench: building blocks of scripts/bench_*.py, imported by nothing in sdegen
     "cli": 7, "__main__": 8, "__init__": 8,
 }
 #: imports across parts of the same layer that are fine: pure functions, no orchestration

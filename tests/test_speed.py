@@ -1,11 +1,10 @@
 """Speed options of `sdegen train` (channels_last, compile, trainer.precision): a run with them trains the
 same weights as one without, its checkpoint keeps plain parameter names and loads with
-`load_score_model`; and scripts/bench_train.py runs each variant in both loops (CPU, 2 steps)."""
+`load_score_model`; and sdegen.bench.train (scripts/bench_train.py) runs each variant in both loops (CPU,
+2 steps)."""
 
-import importlib.util
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,14 @@ from sdegen.training.speed import compile_network, to_channels_last
 REPO = Path(__file__).resolve().parents[1]
 #: a tiny NCSN++ on 3-channel 8×8 images (channels-last only differs from NCHW with C > 1); no dropout, so
 #: runs with different memory layouts draw the same random numbers
-TINY = ["model=ncsnpp", "model.nf=8", "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.attn_resolutions=[]",
-        "model.dropout=0"]
+TINY = [
+    "model=ncsnpp",
+    "model.nf=8",
+    "model.ch_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.attn_resolutions=[]",
+    "model.dropout=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +40,23 @@ def rgb_npz(tmp_path_factory):
 
 def config(npz, *overrides):
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=["debug=fast", *TINY, "data=npz", f"data.train_file={npz}", "data.limit=null",
-                                           "logger=none", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
-                                           "trainer.max_steps=3", "sample_grid.at_end=false",
-                                           "sample_grid.every_n_steps=0", *overrides])
+        return compose(
+            "train",
+            overrides=[
+                "debug=fast",
+                *TINY,
+                "data=npz",
+                f"data.train_file={npz}",
+                "data.limit=null",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+                "trainer.accelerator=cpu",
+                "trainer.max_steps=3",
+                "sample_grid.at_end=false",
+                "sample_grid.every_n_steps=0",
+                *overrides,
+            ],
+        )
 
 
 def train(run_dir, npz, *overrides):
@@ -91,7 +109,7 @@ def test_channels_last_run_trains_the_same_weights(reference, rgb_npz, tmp_path)
     assert checkpoint["sdegen"]["cfg"]["channels_last"] is True
     assert_same_training(checkpoint, reference, atol=1e-5)
     model, _ = load_score_model(tmp_path)
-    ema = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    ema = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     assert sorted(model.state_dict()) == sorted(ema)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, ema[name])
@@ -99,8 +117,10 @@ def test_channels_last_run_trains_the_same_weights(reference, rgb_npz, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler (g++ or clang++)")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("clang++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler (g++ or clang++)",
+)
 def test_compiled_run_trains_the_same_weights_with_plain_names(reference, rgb_npz, tmp_path):
     torch._dynamo.reset()
     checkpoint = train(tmp_path, rgb_npz, "compile=true", "channels_last=true")
@@ -123,14 +143,12 @@ def test_to_channels_last_converts_only_4d_tensors():
     assert torch.equal(out_x, x) and out_y is y
 
 
-# --- scripts/bench_train.py ---------------------------------------------------------------------------
+# --- sdegen.bench.train (scripts/bench_train.py) ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", REPO / "scripts" / "bench_train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_train"] = module
-    spec.loader.exec_module(module)
-    return module
+    from sdegen.bench import train
+
+    return train
 
 
 BENCH_TINY = ["model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.attn_resolutions=[]"]
@@ -146,8 +164,9 @@ def check_rows(rows, autocast, channels_last, compiled):
 
 @pytest.mark.parametrize("precision, autocast", [("32-true", "off"), ("bf16-mixed", "bfloat16")])
 def test_bench_runs_precision_and_channels_last_in_both_loops(bench, tmp_path, precision, autocast):
-    rows = bench.run_variants(["ncsnpp"], [precision], channels_last=True, batch=2, steps=2, warmup=1,
-                              ncsnpp_nf=8, overrides=BENCH_TINY)
+    rows = bench.run_variants(
+        ["ncsnpp"], [precision], channels_last=True, batch=2, steps=2, warmup=1, ncsnpp_nf=8, overrides=BENCH_TINY
+    )
     check_rows(rows, autocast, True, False)
     bench.print_table(rows, torch.device("cpu"), tmp_path / "bench.md")
     lines = (tmp_path / "bench.md").read_text().splitlines()
@@ -155,9 +174,20 @@ def test_bench_runs_precision_and_channels_last_in_both_loops(bench, tmp_path, p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler (g++ or clang++)")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("clang++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler (g++ or clang++)",
+)
 def test_bench_runs_compile_in_both_loops(bench):
-    rows = bench.run_variants(["ncsnpp"], ["bf16-mixed"], channels_last=True, compile=True, batch=2, steps=2,
-                              warmup=1, ncsnpp_nf=8, overrides=BENCH_TINY)
+    rows = bench.run_variants(
+        ["ncsnpp"],
+        ["bf16-mixed"],
+        channels_last=True,
+        compile=True,
+        batch=2,
+        steps=2,
+        warmup=1,
+        ncsnpp_nf=8,
+        overrides=BENCH_TINY,
+    )
     check_rows(rows, "bfloat16", True, True)
