@@ -16,7 +16,6 @@ from sdegen.samplers import end_time, sample, start_time
 from sdegen.samplers.grids import time_grid
 from sdegen.samplers.heun import sample_heun
 from sdegen.samplers.restart import sample_restart
-
 from test_samplers import SDES, SHAPE, check_gap, sampler_cfg
 
 

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sdegen.cli import config_dir
+from sdegen.models.gmm import GMMScore
 from sdegen.runtime import setup as runtime_setup
 from sdegen.runtime.config import build_sde, to_plain
-from sdegen.models.gmm import GMMScore
 
 SDEGEN = [sys.executable, "-m", "sdegen"]
 
@@ -38,7 +38,9 @@ def test_sample_writes_files(tmp_path):
         assert (tmp_path / name).stat().st_size > 100, name
     assert "focus at σ/α 2.31 = 4 × data std 0.577" in proc.stdout + proc.stderr  # the centre it used, and why
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60 and metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
+    assert metrics["nfe"] == 20 and metrics["nfe_total"] == 60
+    assert metrics["compare/em/nfe"] == 1001 and metrics["compare/heun/nfe"] == 49
+    assert "compare: each sampler at its own default steps (em 1000, heun 24)" in proc.stdout + proc.stderr
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 
@@ -51,6 +53,37 @@ def test_sample_is_deterministic_for_a_seed(tmp_path):
         runs[name] = np.load(tmp_path / name / "samples.npz")["x"]
     assert np.array_equal(runs["a"], runs["b"])
     assert not np.allclose(runs["a"], runs["c"])
+
+
+def test_compare_runs_at_the_requested_steps_and_labels_nfe(tmp_path, monkeypatch):
+    """`sampler.steps=4 compare=pc`: one sampler named pc (a bare name is one name), run at 4 steps (2 NFE
+    per step + the final denoise), its panel labelled with steps and NFE."""
+    from sdegen import cli
+    from sdegen.commands import sample
+
+    titles = []
+    monkeypatch.setattr(sample.viz, "comparison_figure", lambda panels, *a, **k: titles.extend(panels))
+    run = tmp_path / "run"
+    cli.main(["sdegen", "sample", "model=gmm", "data=gmm", "sampler.steps=4", "compare=pc", "n_samples=8",
+              "progress=false", f"hydra.run.dir={run}"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["nfe"] == 4 + 1 and metrics["compare/pc/nfe"] == 2 * 4 + 1
+    assert titles == ["pc (4 steps, 9 NFE)"] and "every sampler at sampler.steps=4" in (run / "cli.log").read_text()
+
+
+def test_the_default_sampler_and_the_dry_run_say_what_runs(tmp_path):
+    """`sdegen sample` and `sdegen eval` compose dpm_solver (20 NFE); `dry_run=true` prints the resolved sampler
+    settings and marks those that were auto."""
+    for command in ("sample", "eval"):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name=command)
+        assert cfg.sampler._target_ == "sdegen.samplers.dpm_solver.sample_dpm_solver" and cfg.sampler.steps == 19
+    proc = run_sample(tmp_path / "run", "dry_run=true", "sampler.steps=9")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [s for s in proc.stdout.splitlines() if s.startswith("[sdegen] sampler dpm_solver:")]
+    assert len(line) == 1 and "start_noise=10* end_noise" not in line[0]  # keys keep the YAML's order
+    assert "end_noise=0.02* start_noise=10*" in line[0] and "denoise=half*" in line[0] and "order=3 " in line[0]
+    assert "(* = auto, the preset for 9 steps" in proc.stdout and not (tmp_path / "run").exists()
 
 
 def test_bad_sampler_is_a_one_line_error(tmp_path):
@@ -116,7 +149,8 @@ def test_checkpoint_conflicts_only_for_explicit_overrides(fake_checkpoints):
     same = compose_sample(f"ckpt={ckpt}", "sde=subvp", "schedule=linear")
     assert runtime_setup.checkpoint_conflicts(same, stored, ["sde", "schedule"]) == []
     other = compose_sample(f"ckpt={ckpt}", "sde=subvp", "schedule=cosine")
-    assert [c.split(":")[0] for c in runtime_setup.checkpoint_conflicts(other, stored, ["sde", "schedule"])] == ["sde", "schedule"]
+    conflicts = runtime_setup.checkpoint_conflicts(other, stored, ["sde", "schedule"])
+    assert [c.split(":")[0] for c in conflicts] == ["sde", "schedule"]
 
 
 def test_cli_refuses_a_mismatched_checkpoint(fake_checkpoints, tmp_path, monkeypatch, capsys):

@@ -112,25 +112,18 @@ def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
 
 
 @pytest.mark.parametrize("sde_name", ["ve", "subvp-linear"])
-@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002}),
+@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr",
+                                                     "end_noise": 0.002}),
                                             ("dpm_solver_sde", {}), ("restart", {})])
 def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overrides, sde_name):
     result = draw(name, sde_name, mixture, 8000, seed=2, **overrides)
     check_gap(mixture, result.x, data_logp)
 
 
-#: the 10-NFE recipe (docs/samplers.md, "The 10-NFE recipe with a half-step end"): 9 DPM-Solver-3 steps from
-#: σ/α = 10 to 0.02 on a focus grid centred at 3 × the data's std, no lower-order final steps, + the half-step
-#: end -- what `sampler=dpm_solver sampler.steps=9` resolves to
-TEN_NFE_GRID = {"center_std": 3.0, "boost": 0.5, "width": 0.5}
-TEN_NFE = dict(steps=9, start_noise=10, end_noise=0.02, grid="focus", grid_options=TEN_NFE_GRID, denoise="half",
-               options={"lower_order_final": False})
-
-
 @pytest.mark.parametrize("sde_name", SDES)
 def test_the_10_nfe_recipe_matches_mixture(mixture, data_logp, sde_name):
-    """``sampler=dpm_solver sampler.steps=9`` (the by_steps table moves start and end): exactly 10 NFE
-    and |gap| ≤ 0.01 + 3 SE on every SDE."""
+    """``sampler=dpm_solver sampler.steps=9`` (the step-count preset moves start, end, grid and final step):
+    exactly 10 NFE and |gap| ≤ 0.01 + 3 SE on every SDE."""
     result = draw("dpm_solver", sde_name, mixture, 8000, seed=3, steps=9)
     assert result.nfe == 10
     check_gap(mixture, result.x, data_logp)
@@ -165,79 +158,130 @@ def test_half_step_end_is_the_ddim_step_to_half_the_noise(sde_name):
         denoise_mode("quarter")
 
 
-def test_dpm_solver_defaults_follow_the_step_count():
-    """``auto`` start/end/grid: the 10-NFE recipe up to 12 steps, 20 → 0.005 on the focus grid for 13–24
-    steps, EDM's 80 → 0.005 from 25 on; an explicit value always wins over the table."""
-    from sdegen.samplers import split_config
-
-    def driver(**overrides):
-        return split_config(sampler_cfg("dpm_solver", **overrides))[1]
-
-    def where(steps):
-        d = driver(steps=steps)
-        return d["start_noise"], d["end_noise"], d["grid"], d["grid_options"], d["denoise"]
-
-    for steps in (5, 9, 12):
-        assert where(steps) == (10, 0.02, "focus", TEN_NFE_GRID, "half")
-    for steps in (13, 19, 24):
-        assert where(steps) == (20, 0.005, "focus", {"center_std": 4.0, "boost": 1.5, "width": 0.5}, True)
-    for steps in (25, 100):
-        assert where(steps) == (80, 0.005, "logsnr", {}, True)
-    assert driver(steps=9, denoise=True)["denoise"] is True  # explicit beats auto
-    assert driver(steps=19, grid="logsnr")["grid"] == "logsnr"
-    assert driver(steps=9, end_noise=0.002)["end_noise"] == 0.002  # explicit beats auto
-    assert driver(steps=9, start_noise=None)["start_noise"] is None
-    assert split_config(sampler_cfg("dpm_solver"))[2]["lower_order_final"] is False
-    assert "by_steps" not in resolve_auto(sampler_cfg("dpm_solver", steps=9))
-    # the same recipe as written out in full: identical samples
-    mixture = GaussianMixture.multiscale(num_components=2, shape=(1, 2, 2), seed=0)
-    model = GMMScore(mixture, SDES["vp-linear"])
-    explicit = {**sampler_cfg("dpm_solver", **TEN_NFE), "by_steps": None}
-    a = sample(sampler_cfg("dpm_solver", steps=9), model, SDES["vp-linear"], (64, 1, 2, 2),
-               generator=torch.Generator().manual_seed(0))
-    b = sample({k: v for k, v in explicit.items() if v is not None}, model, SDES["vp-linear"], (64, 1, 2, 2),
-               generator=torch.Generator().manual_seed(0))
-    assert torch.equal(a.x, b.x)
+PRESET_SAMPLERS = ("dpm_solver", "dpm_solver_singlestep", "unipc", "heun")
 
 
-def test_unipc_range_follows_the_step_count():
-    """UniPC: σ/α 20 → 0.006 up to 24 steps (docs/samplers.md "UniPC's range"), EDM's 80 → 0.005 from 25;
-    the corrector UniC only from 11 steps ("UniPC at 10 steps or fewer"), unless set."""
-    from sdegen.samplers import split_config
+@pytest.mark.parametrize("name", PRESET_SAMPLERS)
+def test_auto_is_the_preset_row_of_the_step_count(name):
+    """For steps 1..60 every ``auto`` key takes the value of the first row of the sampler's preset table with
+    steps ≤ max_steps (``grid_options`` its grid's, ``data_std`` stays for sampling); every other key is the
+    YAML's, and an explicit value always wins (an explicit grid runs with its own default options)."""
+    from sdegen.samplers import presets, resolved, split_config
 
-    for steps, expected in ((5, (20, 0.006, False)), (10, (20, 0.006, False)), (11, (20, 0.006, True)),
-                            (19, (20, 0.006, True)), (24, (20, 0.006, True)), (25, (80, 0.005, True))):
-        _, driver, options = split_config(sampler_cfg("unipc", steps=steps))
-        assert (driver["start_noise"], driver["end_noise"], options["corrector"]) == expected
-    assert split_config(sampler_cfg("unipc", steps=9, corrector=True))[2]["corrector"] is True
-    # the log line of `sdegen sample` says what the step count chose
-    from sdegen.samplers import settings
+    yaml = sampler_cfg(name)
+    rows = presets.table(yaml["_target_"])
+    auto = [k for k, v in yaml.items() if v == "auto" and k != "data_std"]
+    assert rows and auto and [bound for bound, _ in rows] == sorted(bound for bound, _ in rows)
+    assert rows[-1][0] == math.inf and all(k in values for _, values in rows for k in auto)
+    for steps in range(1, 61):
+        row = [values for bound, values in rows if steps <= bound][0]
+        cfg, was_auto = resolved(sampler_cfg(name, steps=steps))
+        assert cfg == {**yaml, "steps": steps, **{k: row[k] for k in auto}}, steps
+        assert sorted(was_auto) == sorted([*auto, "data_std"] if "data_std" in yaml else auto)
+        split_config(cfg)  # a valid config of the sampler
+    explicit = {"start_noise": 7.0, "end_noise": 0.003, "grid": "edm", "denoise": False, "corrector": True,
+                "s_churn": 1.5, "s_tmin": 0.1, "s_tmax": 3.0, "s_noise": 1.01}
+    for key in auto:
+        if key != "grid_options":
+            assert resolve_auto(sampler_cfg(name, steps=9, **{key: explicit[key]}))[key] == explicit[key]
+    if "grid_options" in auto:
+        assert resolve_auto(sampler_cfg(name, steps=19, grid="logsnr"))["grid_options"] == {}
+        assert resolve_auto(sampler_cfg(name, steps=19, grid_options={"boost": 1.0}))["grid_options"] == {"boost": 1.0}
 
-    assert settings(sampler_cfg("unipc", steps=9)) == "σ/α 20 → 0.006, logsnr grid, corrector false"
-    assert settings(OmegaConf.create(sampler_cfg("unipc"))) == "σ/α 20 → 0.006, logsnr grid, corrector true"
-    assert settings(sampler_cfg("unipc", steps=9, corrector=True)).endswith("logsnr grid")
+
+def noise_levels(name, steps, sde_name="vp-linear", data_std=0.5, **overrides):
+    """σ/α at the grid points the driver builds for ``sampler=<name> sampler.steps=<steps>``, and the result."""
+    sde = SDES[sde_name]
+    result = sample(sampler_cfg(name, steps=steps, **overrides), lambda x, t: -x, sde, (2, 1, 1, 2),
+                    generator=torch.Generator().manual_seed(0), snapshot_every=1, data_std=data_std)
+    times = torch.tensor(result.times, dtype=torch.float64)
+    return torch.exp(-sde.log_snr(times)), result
+
+
+def test_dpm_solver_presets_do_what_the_docs_say():
+    """9 steps: σ/α 10 → 0.02 with the half-step end (10 NFE); 19 steps: 20 → 0.005 with its densest steps at
+    σ/α ≈ 4 × the data's std; 40 steps: EDM's 80 → 0.005 in equal log-SNR steps."""
+    from sdegen.samplers import final_denoise
+
+    ratio, result = noise_levels("dpm_solver", 9)
+    torch.testing.assert_close(ratio[[0, -1]], torch.tensor([10.0, 0.02], dtype=torch.float64), rtol=1e-6, atol=0)
+    assert result.nfe == 10
+    half, full = (noise_levels("dpm_solver", 9, denoise=mode)[1].x for mode in ("half", True))
+    assert torch.equal(result.x, half) and not torch.allclose(result.x, full)
+    assert torch.equal(half, final_denoise(lambda x, t: -x, SDES["vp-linear"], result.trajectory[-1],
+                                           result.times[-1], "half"))
+
+    data_std = 0.8
+    ratio, result = noise_levels("dpm_solver", 19, data_std=data_std)
+    torch.testing.assert_close(ratio[[0, -1]], torch.tensor([20.0, 0.005], dtype=torch.float64), rtol=1e-6, atol=0)
+    widths = torch.log(ratio[:-1] / ratio[1:])
+    narrowest = int(widths.argmin())
+    assert float(ratio[narrowest + 1]) <= 4 * data_std <= float(ratio[narrowest]) * 1.5, ratio
+    assert result.nfe == 20
+
+    ratio, result = noise_levels("dpm_solver", 40)
+    torch.testing.assert_close(ratio[[0, -1]], torch.tensor([80.0, 0.005], dtype=torch.float64), rtol=1e-6, atol=0)
+    steps = torch.log(ratio[:-1] / ratio[1:])
+    torch.testing.assert_close(steps, steps.mean().expand(40), rtol=1e-6, atol=0)
+    # the grid ends at the same σ/α on every SDE (VE's σ(T) = 50 < 80: it starts at T)
+    ve, _ = noise_levels("dpm_solver", 40, "ve")
+    assert float(ve[0]) == pytest.approx(50.0, rel=1e-3) and float(ve[-1]) == pytest.approx(0.005, rel=1e-6)
+
+
+def test_unipc_and_singlestep_presets_do_what_the_docs_say():
+    """UniPC: σ/α 20 → 0.006 up to 24 steps, 80 → 0.005 from 25, and its corrector UniC runs from 11 steps
+    (samples equal those with it forced on / off); singlestep DPM-Solver: equal log-SNR steps at 1–2 steps,
+    the focus grid's uneven ones from 3."""
+    for steps, start, end in ((5, 20, 0.006), (24, 20, 0.006), (25, 80, 0.005)):
+        ratio, _ = noise_levels("unipc", steps)
+        torch.testing.assert_close(ratio[[0, -1]], torch.tensor([start, end], dtype=torch.float64), rtol=1e-6, atol=0)
+    for steps, corrector in ((10, False), (11, True)):
+        chosen = noise_levels("unipc", steps)[1].x
+        assert torch.equal(chosen, noise_levels("unipc", steps, corrector=corrector)[1].x)
+        assert not torch.equal(chosen, noise_levels("unipc", steps, corrector=not corrector)[1].x)
+    for steps, even in ((1, True), (2, True), (3, False), (8, False)):
+        ratio, _ = noise_levels("dpm_solver_singlestep", steps)
+        widths = torch.log(ratio[:-1] / ratio[1:])
+        assert bool(torch.allclose(widths, widths.mean().expand(steps), rtol=1e-6)) == even, (steps, widths)
+
+
+def test_heun_presets_churn_at_12_to_24_steps():
+    """heun: EDM's deterministic Alg. 1 up to 11 and from 25 steps (the same start gives the same samples
+    whatever the generator), Alg. 2 with γ = 0.2 per step and S_noise < 1 at 12–24 (they differ)."""
+    sde = SDES["vp-linear"]
+    x_init = sde.prior_sample((4, 1, 1, 2), generator=torch.Generator().manual_seed(0))
+    for steps, stochastic in ((11, False), (12, True), (24, True), (25, False)):
+        a, b = (sample(sampler_cfg("heun", steps=steps), lambda x, t: -x, sde, x_init.shape, x_init=x_init.clone(),
+                       generator=torch.Generator().manual_seed(seed)).x for seed in (1, 2))
+        assert torch.equal(a, b) != stochastic, steps
+        cfg = resolve_auto(sampler_cfg("heun", steps=steps))
+        assert cfg["s_churn"] == pytest.approx(0.2 * steps if stochastic else 0.0)
+        assert (cfg["s_noise"] < 1) == stochastic and cfg["end_noise"] >= 0.005
+
+
+def test_resolved_and_the_dry_run_summary_say_what_was_auto():
+    from sdegen.samplers import resolved, summary
+
+    cfg, was_auto = resolved(sampler_cfg("dpm_solver", steps=9), data_std=0.8)
+    assert cfg["data_std"] == 0.8 and "data_std" in was_auto and "order" not in was_auto
+    assert resolved(sampler_cfg("dpm_solver", steps=40), data_std=0.8)[0]["data_std"] == "auto"  # logsnr: unused
+    text = summary(sampler_cfg("dpm_solver", steps=9))
+    assert text.startswith("sampler dpm_solver: steps=9 ") and "start_noise=10* " in text and "order=3 " in text
+    assert "the preset for 9 steps" in text and "data_std=auto: the checkpoint's or the data's" in text
+    assert summary(sampler_cfg("dpm_solver", steps=9, start_noise=5.0)).count("start_noise=5 ") == 1
+    assert "*" not in summary(sampler_cfg("em")) and "(" not in summary(sampler_cfg("em"))
 
 
 def test_auto_resolves_from_configs_copied_out_of_omegaconf():
-    """`dict(cfg.sampler)` (the inpainting task, the training sample grid) keeps by_steps as an OmegaConf
-    list: resolving `auto` must still read it."""
+    """`dict(cfg.sampler)` (the inpainting task, the training sample grid) keeps nested values as OmegaConf
+    nodes: resolving `auto` gives plain data all the same."""
     from sdegen.samplers import plain_config
 
     node = OmegaConf.create(sampler_cfg("dpm_solver", steps=9))
+    expected = resolve_auto(sampler_cfg("dpm_solver", steps=9))
     for cfg in (node, dict(node), plain_config(node)):
         resolved = resolve_auto(cfg)
-        assert (resolved["start_noise"], resolved["end_noise"], resolved["grid"]) == (10, 0.02, "focus")
-        assert "by_steps" not in resolved and isinstance(resolved["grid_options"], dict)
-    assert isinstance(plain_config(dict(node))["by_steps"], list)
-
-
-def test_singlestep_grid_follows_the_step_count():
-    """dpm_solver_singlestep: the focus grid from 3 steps, log-SNR for 1–2 (docs/samplers.md)."""
-    from sdegen.samplers import split_config
-
-    for steps, grid in ((1, "logsnr"), (2, "logsnr"), (3, "focus"), (8, "focus"), (40, "focus")):
-        driver = split_config(sampler_cfg("dpm_solver_singlestep", steps=steps))[1]
-        assert (driver["grid"], driver["grid_options"], driver["start_noise"]) == (grid, {}, 80)
+        assert resolved == expected and type(resolved["grid_options"]) is dict
 
 
 def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):
@@ -251,25 +295,23 @@ def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):
     assert abs(default_gap) < 0.08 and forced_gap < -0.15, (default_gap, forced_gap)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"by_steps": None}, "needs a sampler.by_steps table"),
-    ({"by_steps": [{"start_noise": 10}]}, "numeric max_steps"),
-    ({"by_steps": [{"max_steps": 12, "start_nois": 10}]}, "not a key of this sampler config"),
-    ({"by_steps": [{"max_steps": 20, "start_noise": 10}, {"max_steps": 5, "start_noise": 80}]}, "increasing"),
-    ({"by_steps": [{"max_steps": 5, "start_noise": 10, "end_noise": 0.004}]}, "no value for it at steps=19"),
-    ({"by_steps": "fast"}, "must be a list of rows"),
-    ({"grid": "karras"}, "not a time grid; choose one of"),
-    ({"grid": "focus", "grid_options": {"centre": 2.0}}, "grid_options.centre is not an option of the focus grid"),
-    ({"grid": "logsnr", "grid_options": {"rho": 7}}, "valid: none"),
-    ({"grid": "edm", "grid_options": [7]}, "must be a mapping"),
+@pytest.mark.parametrize("name,change,message", [
+    ("dpm_solver", {"by_steps": [{"max_steps": 12, "start_noise": 10}]}, "sampler.by_steps is not a key"),
+    ("em", {"end_noise": "auto"}, "sampler.end_noise=auto: sdegen.samplers.em.sample_em has no step-count preset"),
+    ("dpm_solver", {"order": "auto"}, "sampler.order=auto: the preset of .* has no value for it at steps=19"),
+    ("dpm_solver", {"steps": "many"}, "sampler.steps must be an integer"),
+    ("dpm_solver", {"grid": "karras"}, "not a time grid; choose one of"),
+    ("dpm_solver", {"grid": "focus", "grid_options": {"centre": 2.0}}, "grid_options.centre is not an option of"),
+    ("dpm_solver", {"grid": "logsnr", "grid_options": {"rho": 7}}, "valid: none"),
+    ("dpm_solver", {"grid": "edm", "grid_options": [7]}, "must be a mapping"),
 ])
-def test_by_steps_errors_are_one_line(change, message):
+def test_sampler_config_errors_are_one_line(name, change, message):
     from sdegen.errors import UserError
     from sdegen.samplers import split_config
 
-    cfg = {k: v for k, v in {**sampler_cfg("dpm_solver"), **change}.items() if v is not None}
-    with pytest.raises(UserError, match=message):
-        split_config(cfg)
+    with pytest.raises(UserError, match=message) as err:
+        split_config({**sampler_cfg(name), **change})
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_heun_alg1_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
@@ -284,8 +326,8 @@ def test_heun_alg1_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
 
 
 @pytest.mark.parametrize("sde_name", ["ve", "subvp-cosine"])
-def test_heun_at_35_nfe_by_steps_is_alg2_and_accurate(mixture, data_logp, sde_name):
-    """`steps=17` alone picks heun.yaml's by_steps row: EDM's Alg. 2 with S_noise < 1 on the shifted grid,
+def test_heun_at_35_nfe_is_alg2_and_accurate(mixture, data_logp, sde_name):
+    """`steps=17` alone picks heun's step-count preset: EDM's Alg. 2 with S_noise < 1 on the shifted grid,
     |gap| ≤ 0.005 + 3 SE where the same grid with Alg. 1 (s_churn = 0) is refused (≈ −0.04)."""
     result = draw("heun", sde_name, mixture, 8000, seed=1, steps=17)
     assert result.nfe == 35
@@ -296,8 +338,8 @@ def test_heun_at_35_nfe_by_steps_is_alg2_and_accurate(mixture, data_logp, sde_na
 
 
 @pytest.mark.parametrize("steps", [12, 13, 24])
-def test_heun_by_steps_rows_are_accurate(mixture, data_logp, steps):
-    """The default (24 steps, 49 NFE) and the two rows whose S_noise was scanned on the mixtures (12, 13)
+def test_heun_presets_are_accurate(mixture, data_logp, steps):
+    """The default (24 steps, 49 NFE) and the two preset rows whose S_noise was scanned on the mixtures (12, 13)
     keep |gap| ≤ 0.005 + 3 SE; the default is Alg. 2 (s_churn > 0)."""
     cfg = sampler_cfg("heun") if steps == 24 else sampler_cfg("heun", steps=steps)
     assert int(cfg["steps"]) == steps and float(resolve_auto(cfg)["s_churn"]) == pytest.approx(0.2 * steps)
@@ -308,7 +350,7 @@ def test_heun_by_steps_rows_are_accurate(mixture, data_logp, steps):
 
 
 def test_the_gap_check_has_power(mixture, data_logp):
-    """The previous dpm_solver default (++2M, 20 steps ending at σ/α = 0.01 without denoising)
+    """DPM-Solver++(2M), 20 steps ending at σ/α = 0.01 without denoising,
     leaves its last noise in the samples: gap ≈ −0.02, which the check refuses."""
     result = draw("dpm_solver", "vp-linear", mixture, 8000, seed=1, steps=20, denoise=False, end_noise=0.01,
                   start_noise=None, grid="logsnr", options={"algorithm": "dpmsolver++", "order": 2})
@@ -343,7 +385,8 @@ def test_sde_samplers_match_mixture(mixture, name, sde_name):
     ("reverse_diffusion", "annealed_langevin", "subvp-linear"), ("ancestral", "langevin", "ve")])
 def test_pc_variants_match_mixture(mixture, predictor, corrector, sde_name):
     """Every predictor/corrector, including ancestral sampling on sub-VP (no discrete α there)."""
-    result = draw("pc", sde_name, mixture, 500, seed=3, steps=300, options={"predictor": predictor, "corrector": corrector})
+    result = draw("pc", sde_name, mixture, 500, seed=3, steps=300,
+                  options={"predictor": predictor, "corrector": corrector})
     check_matches_mixture(mixture, result.x, chunk=500, seed=3)
 
 
@@ -359,7 +402,8 @@ NFE_CASES = [
     ("em", {}, lambda n: n + 1),
     ("pc", {}, lambda n: 2 * n + 1),
     ("pc", {"options": {"corrector_steps": 3}}, lambda n: 4 * n + 1),
-    ("pc", {"options": {"predictor": "none", "corrector": "annealed_langevin", "corrector_steps": 2}}, lambda n: 2 * n + 1),
+    ("pc", {"options": {"predictor": "none", "corrector": "annealed_langevin", "corrector_steps": 2}},
+     lambda n: 2 * n + 1),
     ("pc", {"options": {"predictor": "ancestral", "corrector": "none"}, "denoise": False}, lambda n: n),
     ("ode", {"options": {"method": "euler"}}, lambda n: n + 1),
     ("ode", {"options": {"method": "heun"}}, lambda n: 2 * n + 1),
@@ -537,7 +581,8 @@ def test_the_focus_centre_follows_the_data_std():
     assert needs_data_std(cfg) and not needs_data_std(sampler_cfg("dpm_solver", data_std=0.7))
     assert not needs_data_std(sampler_cfg("dpm_solver", grid_options={"center": 2.0}))
     assert not needs_data_std(sampler_cfg("dpm_solver", steps=40)) and not needs_data_std(sampler_cfg("unipc"))
-    assert data_scale(cfg, 0.8) == (0.8, "the checkpoint's or the data's") and data_scale(cfg, None) == (0.5, "not known: EDM's default")
+    assert data_scale(cfg, 0.8) == (0.8, "the checkpoint's or the data's")
+    assert data_scale(cfg, None) == (0.5, "not known: EDM's default")
     assert data_scale(sampler_cfg("dpm_solver", data_std=0.7), 0.8) == (0.7, "sampler.data_std")
     assert "focus at σ/α 3.2 = 4 × data std 0.8" in settings(cfg, 0.8)
 
@@ -573,7 +618,8 @@ def test_the_focus_centre_following_the_data_removes_the_other_scales_over_dispe
 
     exact = logp(sampler_cfg("ode", start_noise=80, end_noise=1e-4, options={"rtol": 1e-6, "atol": 1e-6}))
     follows = logp(sampler_cfg("dpm_solver")) - exact
-    fixed = logp(sampler_cfg("dpm_solver", grid="focus", grid_options={"center": 2.0, "boost": 1.5, "width": 0.5})) - exact
+    pinned = {"center": 2.0, "boost": 1.5, "width": 0.5}
+    fixed = logp(sampler_cfg("dpm_solver", grid="focus", grid_options=pinned)) - exact
     gain = follows - fixed
     assert 1.1 < wide.data_std < 1.2
     assert float(gain.mean()) > 6 * float(gain.std()) / len(gain) ** 0.5, gain.mean()
@@ -618,7 +664,7 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     ("ode", {"options": {"method": "euler"}}, "vp-linear", 200, 1),
     ("ode", {"options": {"method": "heun"}}, "vp-linear", 100, 2),
     ("ode", {"options": {"method": "rk4"}}, "vp-linear", 50, 4),
-    # dpm_solver's grid is `auto` (by_steps: focus at 13–24 steps, logsnr from 25): fixed here so that both
+    # dpm_solver's grid is `auto` (the preset: focus at 13–24 steps, logsnr from 25): fixed here so that both
     # step counts refine the same grid family
     ("dpm_solver", {"grid": "logsnr", "options": {"order": 1}}, "subvp-linear", 20, 1),
     ("dpm_solver", {"grid": "logsnr", "options": {"order": 2, "algorithm": "dpmsolver"}}, "vp-cosine", 20, 2),
@@ -627,7 +673,7 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     # multistep order 3 starts with an order-1 and an order-2 step: globally O(h²) (local order below)
     ("dpm_solver", {"grid": "logsnr", "options": {"order": 3, "algorithm": "dpmsolver++"}}, "vp-linear", 20, 2),
     ("dpm_solver", {"grid": "focus", "options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 20, 2),
-    # 20 steps picks Alg. 2 (by_steps): the order is Alg. 1's
+    # 20 steps picks Alg. 2 (the preset): the order is Alg. 1's
     ("heun", {"options": {"s_churn": 0.0}}, "vp-linear", 10, 2),
     ("heun", {"options": {"s_churn": 0.0}}, "ve", 10, 2),
     # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
@@ -770,7 +816,7 @@ def test_langevin_step_has_the_alpha_factor():
 
 def test_the_focus_grid_removes_the_mode_commitment_error():
     """The 20-NFE default's focus grid (docs/samplers.md "The focus grid"): on a 16-d mixture of 8 overlapping
-    components the log-SNR grid (20 → 0.006, the previous default) over-disperses by ≈ −0.006 nats/dim
+    components the log-SNR grid (20 → 0.006) over-disperses by ≈ −0.006 nats/dim
     against the exact ODE from the same prior draws; the focus grid leaves ≈ −0.001.  Per sample the error
     is heavy-tailed (SE ≈ 0.0012 at n = 4,000), the paired difference of the two grids much less so (≈ 0.0007)."""
     sde = SDES["vp-linear"]

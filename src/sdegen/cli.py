@@ -158,6 +158,10 @@ def _run(command: str, cfg):
             hc = HydraConfig.get()
             picked = " ".join(f"{g}={hc.runtime.choices[g]}" for g in GROUPS if hc.runtime.choices.get(g))
             print(f"[sdegen] dry run: {command} {picked} -> {hc.runtime.output_dir}", flush=True)
+            if command in ("sample", "eval") and cfg.get("sampler") is not None:
+                from . import samplers  # what will run: `auto` values resolved, and marked
+
+                print(f"[sdegen] {samplers.summary(cfg.sampler)}", flush=True)
             remove_if_untouched(hc.runtime.output_dir)
             return None
         from .runtime.loggers import route_library_logs

@@ -24,7 +24,7 @@ from ..runtime.config import group_config
 from ..runtime.generation import check_finite, generate
 from ..runtime.loggers import log_metrics
 from ..runtime.rundir import run_dir
-from ..runtime.setup import Setup, build_setup, guided_score
+from ..runtime.setup import Setup, build_setup, cli_overrides, guided_score
 from ..tasks import colorize, inpaint
 
 log = logging.getLogger("sdegen")
@@ -59,7 +59,7 @@ def save_config(cfg, setup: Setup, out) -> None:
     from ..runtime.config import to_plain
 
     plain = to_plain(cfg)
-    if isinstance(plain.get("sampler"), dict):  # what ran: `auto` values resolved from the by_steps table
+    if isinstance(plain.get("sampler"), dict):  # what ran: `auto` values resolved from the step-count presets
         plain["sampler"] = samplers.resolve_auto(plain["sampler"])
     if getattr(setup, "ckpt_cfg", None) is not None:
         plain.update({k: setup.ckpt_cfg[k] for k in ("sde", "schedule", "model", "data") if k in setup.ckpt_cfg})
@@ -76,7 +76,7 @@ def main(cfg):
         return run_task(task, cfg, setup, score_fn, out)
 
     sampler_cfg = cfg.sampler  # validated before any work (runtime.config.check_config)
-    compare = {str(name): group_config("sampler", str(name)) for name in (cfg.get("compare") or [])}
+    compare = compare_configs(cfg)
     n, batch_size = int(cfg.n_samples), int(cfg.batch_size)
     progress = bool(cfg.get("progress", True))
     data = setup.data
@@ -129,6 +129,25 @@ def main(cfg):
     return metrics
 
 
+def compare_configs(cfg) -> dict:
+    """``compare=[pc,em,...]`` (or one name, ``compare=pc``) as ``{name: sampler config}``: every sampler at
+    ``sampler.steps`` when the command line sets it, else at its own default (one log line says which)."""
+    names = cfg.get("compare") or []
+    names = [str(names)] if isinstance(names, str) else [str(name) for name in names]
+    configs = {name: group_config("sampler", name) for name in names}
+    if not configs:
+        return configs
+    if "sampler.steps" in cli_overrides():
+        steps = int(cfg.sampler.steps)
+        for sampler_cfg in configs.values():
+            sampler_cfg["steps"] = steps
+        log.info(f"compare: every sampler at sampler.steps={steps}")
+    else:
+        own = ", ".join(f"{name} {c.get('steps', '?')}" for name, c in configs.items())
+        log.info(f"compare: each sampler at its own default steps ({own}); sampler.steps=N runs them all at N")
+    return configs
+
+
 def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, progress=False):
     """Final samples of each sampler ({name: config}) from the SAME initial noise (thesis Fig. 4.2):
     (panels, NFE metrics)."""
@@ -141,7 +160,8 @@ def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, prog
                                      data_std=setup.data_std if samplers.needs_data_std(sampler_cfg) else None)
         check_finite(result.x, f"compare: {name}")
         panel = _points_or_images(setup.data, result.x.detach().float().cpu())
-        panels[f"{name} ({result.nfe} NFE)"] = panel[:64] if getattr(setup.data, "is_image", False) else panel
+        label = f"{name} ({sampler_cfg.get('steps', '?')} steps, {result.nfe:g} NFE)"
+        panels[label] = panel[:64] if getattr(setup.data, "is_image", False) else panel
         metrics[f"compare/{name}/nfe"] = float(result.nfe)
     return panels, metrics
 

@@ -12,16 +12,14 @@ import inspect
 import torch
 
 from ..errors import UserError
-
+from . import presets
 from .base import CountingScore, SampleResult, final_denoise, run_steps, tweedie_denoise
 from .grids import DEFAULT_DATA_STD, GRIDS, time_grid
 
-
 #: keys of a sampler config read by the driver; every other key is an option of the algorithm
-DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options", "data_std", "denoise", "resample",
-               "by_steps")
+DRIVER_KEYS = ("steps", "eps", "end_noise", "start_noise", "grid", "grid_options", "data_std", "denoise", "resample")
 
-#: the value that asks ``by_steps`` for a setting
+#: the value that asks the step-count preset (``samplers.presets``) for a setting
 AUTO = "auto"
 
 
@@ -37,52 +35,75 @@ def plain_config(sampler_cfg) -> dict:
 
 
 def resolve_auto(sampler_cfg) -> dict:
-    """The sampler config with every ``auto`` value filled in from its ``by_steps`` table.
+    """The sampler config with every ``auto`` value filled in from its step-count preset.
 
-    ``by_steps`` is a list of rows ``{max_steps: N, key: value, ...}`` in increasing ``max_steps``; an
-    ``auto`` key takes its value from the first row with ``steps <= max_steps`` (``.inf`` for the last
-    row).  So a sampler's defaults can depend on the step count (``dpm_solver``: σ/α 10 → 0.02 up to
-    12 steps, 20 → 0.006 for 13–24, 80 → 0.005 from 25) while an explicit ``sampler.end_noise=0.002``
-    always wins.  The table is dropped from the result: what is returned is what runs."""
+    ``samplers.presets`` holds one table per sampler function (the config's ``_target_``): an ``auto``
+    key takes the value of the first row with ``steps <= max_steps``.  So a sampler's defaults can
+    depend on the step count (``dpm_solver``: σ/α 10 → 0.02 up to 12 steps, 20 → 0.005 for 13–24,
+    80 → 0.005 from 25) while an explicit ``sampler.end_noise=0.002`` always wins.  ``data_std=auto``
+    stays: it is the model's or the data's std, known only when sampling (``resolved(cfg, data_std)``)."""
     cfg = plain_config(sampler_cfg)
-    table = cfg.pop("by_steps", None)
-    # data_std=auto is the model's or the data's std, known only when sampling (sample(data_std=...))
+    if "by_steps" in cfg:
+        raise UserError("sampler.by_steps is not a key: what auto means at each step count is in "
+                        "sdegen/samplers/presets.py; set the key itself instead (e.g. sampler.end_noise=0.002)")
     auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO and k != "data_std"]
-    if table is None:
-        if auto_keys:
-            raise UserError(f"sampler.{auto_keys[0]}=auto needs a sampler.by_steps table saying what auto means; "
-                            f"set a value instead")
-        return cfg
-    if not isinstance(table, (list, tuple)) or not table or not all(isinstance(r, dict) for r in table):
-        raise UserError(f"sampler.by_steps must be a list of rows {{max_steps: N, key: value, ...}}, got {table!r}")
-    bounds = []
-    for row in table:
-        bound = row.get("max_steps")
-        if not isinstance(bound, (int, float)) or isinstance(bound, bool):
-            raise UserError(f"every sampler.by_steps row needs a numeric max_steps (.inf for the last), got {row!r}")
-        unknown = sorted(k for k in row if k != "max_steps" and k not in cfg)
-        if unknown:
-            raise UserError(f"sampler.by_steps sets {unknown[0]}, which is not a key of this sampler config "
-                            f"(keys: {', '.join(sorted(cfg))})")
-        bounds.append(float(bound))
-    if bounds != sorted(bounds):
-        raise UserError(f"sampler.by_steps rows must be in increasing max_steps, got {bounds}")
     if not auto_keys:
         return cfg
+    target = cfg.get("_target_")
+    if presets.table(target) is None:
+        raise UserError(f"sampler.{auto_keys[0]}=auto: {presets.target_name(target)} has no step-count preset "
+                        f"(sdegen/samplers/presets.py); set sampler.{auto_keys[0]} explicitly")
     steps = cfg.get("steps", 1000)
     if not isinstance(steps, (int, float)) or isinstance(steps, bool):
         raise UserError(f"sampler.steps must be an integer >= 1, got {steps!r}")
-    row = next((r for r, b in zip(table, bounds) if steps <= b), None)
+    row = presets.preset(target, steps)
     if "grid_options" in auto_keys and "grid" not in auto_keys:
         # a row's grid options belong to the row's grid: an explicit `sampler.grid=logsnr` runs with its defaults
         auto_keys.remove("grid_options")
         cfg["grid_options"] = {}
     for key in auto_keys:
-        if row is None or key not in row:
-            raise UserError(f"sampler.{key}=auto: sampler.by_steps has no value for it at steps={steps}; "
-                            f"set sampler.{key} explicitly")
+        if key not in row:
+            raise UserError(f"sampler.{key}=auto: the preset of {presets.target_name(target)} has no value for it "
+                            f"at steps={steps}; set sampler.{key} explicitly")
         cfg[key] = row[key]
     return cfg
+
+
+def resolved(sampler_cfg, data_std: float | None = None) -> tuple[dict, list[str]]:
+    """``(the config that runs, the keys that were auto)``: every ``auto`` resolved from the step-count
+    preset; ``data_std`` too when the grid follows the data's scale and the caller knows the std (the
+    checkpoint's or the data's), else it stays ``auto`` (read when sampling)."""
+    raw = plain_config(sampler_cfg)
+    cfg = resolve_auto(raw)
+    was_auto = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO]
+    if needs_data_std(cfg) and data_std is not None:
+        cfg["data_std"] = float(data_std)
+    return cfg, was_auto
+
+
+def summary(sampler_cfg, data_std: float | None = None) -> str:
+    """What will run, in two lines: every key of the resolved config (``*`` marks the ones that were
+    ``auto``), then which step count chose them (``sdegen sample ... dry_run=true`` prints it)."""
+    cfg, was_auto = resolved(sampler_cfg, data_std)
+    name = describe(cfg).split(" (", 1)[0]
+
+    def text(value):
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {text(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return "null" if value is None else str(value)
+
+    keys = [k for k in cfg if k != "_target_"]
+    line = " ".join(f"{k}={text(cfg[k])}{'*' if k in was_auto and cfg[k] != AUTO else ''}" for k in keys)
+    notes = []
+    if any(k in was_auto and cfg[k] != AUTO for k in keys):
+        notes.append(f"* = auto, the preset for {cfg.get('steps', 1000)} steps")
+    if cfg.get("data_std") == AUTO and needs_data_std(cfg):
+        notes.append("data_std=auto: the checkpoint's or the data's std, read when sampling")
+    return f"sampler {name}: {line}" + (f"\n  ({'; '.join(notes)})" if notes else "")
 
 
 def resolve(target):
@@ -91,10 +112,14 @@ def resolve(target):
         return target
     from hydra.utils import get_method
 
+    path = str(target)  # only sdegen's own sampler functions (runtime.registry checks configs read from files)
     try:
-        return get_method(str(target))
-    except Exception as err:  # Hydra wraps ImportError/AttributeError in its own error types
+        fn = get_method(path) if path.startswith(__name__ + ".") else None
+    except (ImportError, AttributeError, ValueError) as err:  # not importable, or not a function
         raise UserError(f"sampler._target_={target!r} is not an importable function ({err})") from None
+    if getattr(fn, "__module__", None) != path.rsplit(".", 1)[0]:
+        raise UserError(f"sampler._target_={target!r} is not a sampler function of {__name__}")
+    return fn
 
 
 def end_time(sde, sampler_cfg) -> float:
@@ -168,7 +193,8 @@ def split_config(sampler_cfg) -> tuple:
         raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
                         f"valid: {', '.join(grid_params) or 'none'}")
     data_std = driver.get("data_std", AUTO)
-    if data_std is not None and data_std != AUTO and (not isinstance(data_std, (int, float)) or isinstance(data_std, bool)
+    if data_std is not None and data_std != AUTO and (not isinstance(data_std, (int, float))
+                                                       or isinstance(data_std, bool)
                                                        or not data_std > 0):
         raise UserError(f"sampler.data_std must be auto or a number > 0 (the data's root-mean-square "
                         f"per-dimension std), got {data_std!r}")
@@ -203,7 +229,8 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
                                               if options else ""))
         if _follows_data_scale(cfg["grid"]) and "center" not in options:
             scale, source = data_scale(cfg, data_std)
-            center_std = options.get("center_std", inspect.signature(GRIDS[cfg["grid"]]).parameters["center_std"].default)
+            default = inspect.signature(GRIDS[cfg["grid"]]).parameters["center_std"].default
+            center_std = options.get("center_std", default)
             parts.append(f"focus at σ/α {center_std * scale:.3g} = {center_std:g} × data std {scale:.3g} ({source})")
     if cfg.get("denoise") == "half":
         parts.append("half-step end")
@@ -245,7 +272,8 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
     ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
     ``steps``, ``eps``, ``end_noise``, ``start_noise``, ``grid``, ``denoise``, ``resample`` and the
     algorithm's own options.  ``start_noise`` (σ/α, e.g. EDM's 80) starts the grid at the t where
-    σ/α equals it instead of at T, from the prior noise rescaled to σ(t_start).  ``end_noise``, when set, replaces ``eps`` by the time at which the noise-to-signal ratio
+    σ/α equals it instead of at T, from the prior noise rescaled to σ(t_start).  ``end_noise``, when set,
+    replaces ``eps`` by the time at which the noise-to-signal ratio
     σ(t)/α(t) equals it, so that a grid ends at the same noise level on every SDE (at a fixed
     t = 1e-3, sub-VP's σ/α is 1e-4 but VP's is 1e-2: fast solvers would spend their few steps on
     noise levels that change nothing).  ``data_std`` is the data's root-mean-square per-dimension std when
@@ -281,4 +309,5 @@ def denoise_mode(value):
 __all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "final_denoise", "denoise_mode",
            "time_grid", "sample", "resolve",
            "start_time", "end_time", "data_scale", "needs_data_std",
-           "split_config", "resolve_auto", "plain_config", "settings", "describe", "DRIVER_KEYS", "AUTO"]
+           "split_config", "resolve_auto", "resolved", "summary", "plain_config", "settings", "describe",
+           "DRIVER_KEYS", "AUTO"]

@@ -13,13 +13,13 @@ algorithm and hands it to ``run_steps``; it owns nothing else (no files, no mode
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
 
-from ..sde.base import SDE, expand_as
+from ..sde.base import SDE
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,7 +84,7 @@ def final_denoise(score, sde: SDE, x, t, mode=True):
     return denoised
 
 
-def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: Optional[StepHook] = None,
+def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: StepHook | None = None,
               generator=None, snapshot_every: int = 0, resample: int = 1, denoise: bool | str = False,
               progress: bool = False, desc: str = "sampling") -> SampleResult:
     """Drive ``step(x, t, t_next) -> x_next`` along ``timesteps``.
@@ -116,4 +116,5 @@ def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: 
             x = step_hook(x, torch.zeros((), dtype=torch.float64))
         if snapshot_every:
             snapshots[-1] = x.detach().cpu()
-    return SampleResult(x=x, nfe=score.nfe, trajectory=snapshots if snapshot_every else [], times=snap_times if snapshot_every else [])
+    return SampleResult(x=x, nfe=score.nfe, trajectory=snapshots if snapshot_every else [],
+                        times=snap_times if snapshot_every else [])

@@ -1,6 +1,5 @@
 """Euler–Maruyama on the reverse-time SDE (Song et al. 2021, Eq. 6; Kloeden & Platen 1992)."""
 
-import torch
 
 from .base import CountingScore, SampleResult, randn_like, run_steps
 

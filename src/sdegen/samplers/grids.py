@@ -44,7 +44,8 @@ def shifted_grid(sde: SDE, steps: int, eps: float, start: float | None = None, r
     Relative steps are smallest at s ≈ shift ~ the data's component scales and grow on both sides
     (big steps where the solution is linear in s, s ≫ 1, and below the sharpest scale).  Chosen for
     EDM's Heun by the log-likelihood gap (docs/samplers.md): 30 / 40 steps leave −0.006 / −0.0025 on the
-    tuning mixtures where the log-SNR grid leaves −0.017 / −0.009 (single-Gaussian model: scripts/heun_gaussian_bound.py)."""
+    tuning mixtures where the log-SNR grid leaves −0.017 / −0.009 (single-Gaussian model:
+    scripts/heun_gaussian_bound.py)."""
     ratio = lambda t: float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
     start = sde.T if start is None else start
     a, b = ratio(start) + shift, ratio(eps) + shift

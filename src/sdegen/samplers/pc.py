@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from ..sde.base import SDE, expand_as
+from ..sde.base import SDE
 from .base import CountingScore, SampleResult, randn_like, run_steps
 
 PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "none")

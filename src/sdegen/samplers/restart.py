@@ -86,7 +86,7 @@ def sample_restart(score_fn, sde, x, timesteps, *, step_hook=None, generator=Non
         i = index[float(t_next)]
         passes = [(n, s_max) for n, k, s_max in plan.get(i, ()) for _ in range(k)]
         s_min, alpha_min = main_ratios[i], float(sde.alpha(timesteps[i]))
-        for p, (n, s_max) in enumerate(passes):
+        for n, s_max in passes:
             if step_hook is not None:  # the state the jump starts from is hooked (run_steps hooks the last)
                 x = step_hook(x, timesteps[i])
             s_max = min(s_max, s_top)
