@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageDataModule
-
 from ..errors import UserError
+from .images import ImageDataModule, torchvision_split
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -45,8 +44,9 @@ class CIFAR10DataModule(ImageDataModule):
         if self.download and not self._use_npz():
             from torchvision.datasets import CIFAR10
 
-            CIFAR10(self.root, train=True, download=True)
-            CIFAR10(self.root, train=False, download=True)
+            for train in (True, False):
+                torchvision_split("cifar10", self.root, True,
+                                  lambda train=train: CIFAR10(self.root, train=train, download=True))
 
     def load_split(self, split):
         if self._use_npz():
@@ -57,9 +57,6 @@ class CIFAR10DataModule(ImageDataModule):
                 return f["images"], f["labels"]
         from torchvision.datasets import CIFAR10
 
-        try:
-            ds = CIFAR10(self.root, train=split == "train", download=self.download)
-        except RuntimeError as err:
-            raise UserError(f"data=cifar10: {err} (root={self.root}; set data.download=true, "
-                                    f"or data.source=npz with train_file/test_file)") from None
+        ds = torchvision_split("cifar10", self.root, self.download,
+                               lambda: CIFAR10(self.root, train=split == "train", download=self.download))
         return ds.data, ds.targets

@@ -28,6 +28,36 @@ from ..errors import UserError
 SCALINGS = ("centered", "unit")
 
 
+def torchvision_split(name: str, root: str, download: bool, make):
+    """``make()`` (a torchvision data set under ``root``, downloading it when ``download``), with one-line
+    errors: no network and no local copy say how to point at one (``data.root=PATH data.download=false``).
+    torchvision's own download lines are shown only when the download works."""
+    import contextlib
+    import io
+    import socket
+    import sys
+    import urllib.error
+
+    hint = "point at a local copy with data.root=PATH data.download=false (e.g. data.root=../shared/data)"
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            dataset = make()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror) as err:
+        reason = getattr(err, "reason", None) or err
+        raise UserError(f"data={name}: no local copy under data.root={root} and the download failed "
+                        f"({' '.join(str(reason).split())}); {hint}") from None
+    except RuntimeError as err:  # torchvision: "Dataset not found..." or "Error downloading ..." (all mirrors)
+        text = " ".join(str(err).split())
+        if download:  # torchvision lists every mirror it tried: the first clause says what failed
+            raise UserError(f"data={name}: no local copy under data.root={root} and the download failed "
+                            f"({text.split(': Tried', 1)[0].split(':', 1)[0]}); {hint}") from None
+        raise UserError(f"data={name}: no {name} files under data.root={root} ({text}); {hint}, "
+                        f"or data.download=true with network") from None
+    sys.stdout.write(printed.getvalue())
+    return dataset
+
+
 class Scaler:
     """pixels in [0, 1]  <->  model space ([−1, 1] when centered, else [0, 1])."""
 
@@ -186,7 +216,8 @@ class NpzDataModule(ImageDataModule):
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             if isinstance(err, UserError):
                 raise
-            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not saved by numpy.savez)") from None
+            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not "
+                            f"saved by numpy.savez)") from None
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
             raise UserError(f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
                             f"labels must be one integer per image")
@@ -245,9 +276,10 @@ class ImageFolderDataModule(ImageDataModule):
             raise UserError(f"data=imagefolder: {root} has no class folders with images (layout: root/<class>/<image>)")
         tf = transforms.Compose([transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size),
                                  transforms.PILToTensor()])
+        mode = "L" if self.channels == 1 else "RGB"
         try:
             ds = datasets.ImageFolder(str(root), transform=tf,
-                                      loader=lambda p: datasets.folder.default_loader(p).convert("L" if self.channels == 1 else "RGB"))
+                                      loader=lambda p: datasets.folder.default_loader(p).convert(mode))
         except FileNotFoundError as err:  # no image files in the class folders
             raise UserError(f"data=imagefolder: {root}: {str(err).splitlines()[0]}") from None
         images = torch.stack([ds[i][0] for i in range(len(ds))])

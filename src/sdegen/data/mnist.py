@@ -6,11 +6,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import torch
 
-from .images import ImageDataModule
-
-from ..errors import UserError
+from .images import ImageDataModule, torchvision_split
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,15 +68,13 @@ class MNISTDataModule(ImageDataModule):
         if self.download:
             from torchvision.datasets import MNIST
 
-            MNIST(self.root, train=True, download=True)
-            MNIST(self.root, train=False, download=True)
+            for train in (True, False):
+                torchvision_split("mnist", self.root, True,
+                                  lambda train=train: MNIST(self.root, train=train, download=True))
 
     def load_split(self, split):
         from torchvision.datasets import MNIST
 
-        try:
-            ds = MNIST(self.root, train=split == "train", download=self.download)
-        except RuntimeError as err:
-            raise UserError(f"data=mnist: {err} (root={self.root}; set data.download=true "
-                                    f"or data.root=...)") from None
+        ds = torchvision_split("mnist", self.root, self.download,
+                               lambda: MNIST(self.root, train=split == "train", download=self.download))
         return ds.data, ds.targets

@@ -8,8 +8,10 @@ the training data.
 
 Saving writes a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``-s it
 over the target (atomic on every POSIX file system, tmpfs included), so a killed run or a full disk
-never leaves a truncated ``last.ckpt``.  Loading (``resume=``, ``ckpt=``) falls back to the newest
-checkpoint that loads, with a one-line warning.
+never leaves a truncated ``last.ckpt``.  Loading (``resume=``, ``ckpt=``, ``guidance.classifier_ckpt=``)
+reads a named file or nothing; given a run folder it falls back from an unreadable ``last.ckpt`` to the
+run's newest periodic checkpoint that loads, with a one-line warning.  A stored config is data: its
+``_target_``s must be in ``runtime.registry`` before any object is built from it (``check_stored``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import hydra.utils
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
@@ -43,8 +44,10 @@ def atomic_save(obj, path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not err.filename:
+            err.filename = str(path)  # a write through a file object names no file: say which one it was
         raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
@@ -70,20 +73,24 @@ def _step_of(path: Path) -> int:
 
 
 def candidates(path) -> list[Path]:
-    """Checkpoint files for ``path`` (a file, a run folder or a checkpoints folder), best first: the
-    file itself or ``last.ckpt``, then the other ``*.ckpt`` of its folder, newest step first."""
+    """Checkpoint files for ``path``, best first.  A file is that file alone.  A run folder (or its
+    ``checkpoints/`` folder) gives ``last.ckpt`` then the run's periodic ``step_*.ckpt``, newest first:
+    the ones a fallback may use when ``last.ckpt`` is unreadable."""
     path = Path(str(path)).expanduser()
     if not path.exists():
         raise UserError(f"no checkpoint or run folder at {path}")
     if path.is_file():
-        first, folder = [path], path.parent
-    else:
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        first = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
-    others = sorted((p for p in folder.glob("*.ckpt") if p not in first),
-                    key=lambda p: (_step_of(p), p.stat().st_mtime), reverse=True)
-    found = first + others
+        return [path]
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    first = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
+    periodic = sorted((p for p in folder.glob("step_*.ckpt") if p.is_file()),
+                      key=lambda p: (_step_of(p), p.stat().st_mtime), reverse=True)
+    found = first + periodic
     if not found:
+        others = sorted(p.name for p in folder.glob("*.ckpt"))
+        if others:
+            raise UserError(f"no last.ckpt or step_*.ckpt in {folder}; name the file itself, e.g. "
+                            f"{folder / others[0]}")
         raise UserError(f"no *.ckpt file in {folder} (give a checkpoint file or a `sdegen train` run folder)")
     return found
 
@@ -95,14 +102,47 @@ def _read(path: Path, map_location="cpu") -> dict:
     except Exception as err:  # noqa: BLE001 - truncated, random, empty or foreign files all end here
         raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: truncated, empty or not "
                         f"written by `sdegen train`)") from None
-    if not isinstance(checkpoint, dict) or "sdegen" not in checkpoint or "state_dict" not in checkpoint:
+    info = checkpoint.get("sdegen") if isinstance(checkpoint, dict) else None
+    if not isinstance(info, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a checkpoint written by `sdegen train`")
     return checkpoint
 
 
+def check_stored(checkpoint: dict, file) -> None:
+    """The stored config is plain data that sdegen may build: a mapping whose every ``_target_`` is in
+    ``runtime.registry`` (nothing is imported or called for a target that is not), valid by the schema
+    (``checkpoint["sdegen"]["cfg"]`` becomes the validated config, older spellings mapped).  Every config
+    read from a checkpoint passes here before any object is built from it."""
+    from . import registry
+
+    info = checkpoint["sdegen"]
+    cfg, data = info.get("cfg"), info.get("data")
+    if not isinstance(cfg, dict) or not isinstance(data, dict):
+        raise UserError(f"{file} is not a checkpoint written by `sdegen train` (its stored config is not a mapping)")
+    try:
+        registry.check(cfg)
+        registry.check(data, "data_info")
+    except UserError as err:
+        raise UserError(f"{file}: stored config {err}") from None
+    info["cfg"] = _validate_schema({k: v for k, v in cfg.items() if k not in LEGACY_KEYS}, file)
+
+
+#: top-level keys of stored configs that are provenance, not settings (dropped on read)
+LEGACY_KEYS = ("resumed_from",)
+
+
+def _validate_schema(cfg: dict, file) -> dict:
+    """The stored config checked by the typed schema (``runtime.schema.validate_stored``: older spellings
+    mapped to the current keys), or a one-line ``UserError``."""
+    from .schema import validate_stored
+
+    return validate_stored(cfg, source=str(file))
+
+
 def find_checkpoint(path, map_location="cpu", kind: str | None = None) -> tuple[Path, dict]:
-    """``(file, checkpoint)``: the first of ``candidates(path)`` that loads (and is of ``kind``).  When
-    the first choice is unreadable, one warning line names it and the fallback."""
+    """``(file, checkpoint)``.  A file: that file, or a one-line ``UserError``.  A run folder: the first of
+    ``candidates(path)`` that loads, with one warning line naming the unreadable ``last.ckpt`` and the
+    fallback.  The checkpoint must be of ``kind`` (when given) and its stored config passes ``check_stored``."""
     files = candidates(path)
     first_error = None
     for file in files:
@@ -113,8 +153,10 @@ def find_checkpoint(path, map_location="cpu", kind: str | None = None) -> tuple[
             continue
         if kind is not None and checkpoint["sdegen"].get("kind", "score") != kind:
             raise UserError(_kind_message(file, checkpoint["sdegen"].get("kind", "score"), kind))
+        check_stored(checkpoint, file)
         if file != files[0]:
-            message = f"sdegen: warning: {files[0]} is unreadable; using {file.name} (step {checkpoint.get('global_step')})"
+            message = (f"sdegen: warning: {files[0]} is unreadable; using {file.name} "
+                       f"(step {checkpoint.get('global_step')})")
             print(message, file=sys.stderr, flush=True)
             log.warning(message.removeprefix("sdegen: "))
         return file, checkpoint
@@ -132,7 +174,8 @@ def _kind_message(file, found, wanted) -> str:
 
 def model_state(checkpoint: dict, prefix: str = "model.", ema: bool = True) -> dict:
     """The network's weights (EMA ones unless ``ema=False``) without the module prefix."""
-    state = checkpoint["state_dict"] if ema or "current_model_state" not in checkpoint else checkpoint["current_model_state"]
+    raw = not ema and "current_model_state" in checkpoint
+    state = checkpoint["current_model_state"] if raw else checkpoint["state_dict"]
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
@@ -160,13 +203,16 @@ def load_score_model(path, map_location="cpu", ema: bool = True):
     """``(model, cfg)``: the score network in eval mode with its EMA weights, and the run's config
     as plain data (``cfg["data"]``/``cfg["sde"]``... as composed, plus ``cfg["data_info"]``).
     ``model(x, t, y=None)`` is the score.  ``path``: a file or run folder (newest loadable checkpoint)."""
+    from . import registry
     from .config import build_sde
 
     file, checkpoint = find_checkpoint(path, map_location, kind="score")
     cfg = stored_config(checkpoint)
+    if not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("sde"), dict):
+        raise UserError(f"{file} is not a checkpoint written by `sdegen train` (its stored config has no model/sde)")
     sde = build_sde(OmegaConf.create({k: v for k, v in cfg.items() if k in ("sde", "schedule")}))
     data = SimpleNamespace(**cfg["data_info"])
-    model = hydra.utils.instantiate(OmegaConf.create(cfg["model"]), sde=sde, data=data, _convert_="all")
+    model = registry.build(OmegaConf.create(cfg["model"]), "model", sde=sde, data=data, _convert_="all")
     _load_weights(model, model_state(checkpoint, ema=ema), file)
     return model.to(_device_of(map_location)).eval(), cfg
 

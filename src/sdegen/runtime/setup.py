@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
+from . import registry
 from .checkpoints import load_classifier, load_score_model
 from .config import build_sde
 from .device import resolve_device
@@ -113,10 +113,7 @@ def check_model_args(model_cfg) -> None:
     if model_cfg is None or "_target_" not in model_cfg:
         return
     target = model_cfg["_target_"]
-    try:
-        fn = hydra.utils.get_object(str(target))
-    except Exception as err:  # noqa: BLE001 - Hydra wraps import errors
-        raise UserError(f"model._target_={target} cannot be imported ({err})") from None
+    fn = registry.get(target, "model._target_")
     params = inspect.signature(fn).parameters
     valid = sorted(k for k, p in params.items() if k not in MODEL_RUNTIME_ARGS and p.kind is not p.VAR_KEYWORD)
     unknown = [k for k in model_cfg if not k.startswith("_") and k not in valid]
@@ -126,8 +123,8 @@ def check_model_args(model_cfg) -> None:
 
 
 def build_data(data_cfg):
-    """The data module (nothing is read until it is used)."""
-    return hydra.utils.instantiate(data_cfg, _convert_="all")
+    """The data module (nothing is read until it is used), built from sdegen's registry of targets."""
+    return registry.build(data_cfg, "data", _convert_="all")
 
 
 def build_setup(cfg) -> Setup:
@@ -138,7 +135,7 @@ def build_setup(cfg) -> Setup:
         check_model_args(cfg.get("model"))
         data = build_data(cfg.data)
         sde = build_sde(cfg)
-        model = hydra.utils.instantiate(cfg.model, sde=sde, data=data)
+        model = registry.build(cfg.model, "model", sde=sde, data=data)
         ckpt_cfg = None
     else:
         model, ckpt_cfg = load_score_model(str(ckpt), map_location=device)

@@ -52,10 +52,14 @@ def replacement_hook(sde, x_known, mask, *, generator=None, to_basis=None, from_
 def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generator=None, to_basis=None,
            from_basis=None, snapshot_every=0, progress=False, data_std=None) -> SampleResult:
     """Fill the unknown part (mask = 0) of ``x_known`` (model space) with the configured sampler
-    (``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``)."""
+    (``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``).  A guided or
+    class-conditional ``score_fn`` (one with ``start_batch``) gets this batch's labels first: ``guidance.label``,
+    or drawn uniformly with ``generator`` as ``sdegen sample`` draws them."""
     sampler_cfg = dict(sampler_cfg)
     if resample is not None:
         sampler_cfg["resample"] = int(resample)
+    if hasattr(score_fn, "start_batch"):  # a class-conditional score: the batch's labels, drawn as in sampling
+        score_fn.start_batch(x_known.shape[0], generator=generator, device=x_known.device)
     hook = replacement_hook(sde, x_known, mask, generator=generator, to_basis=to_basis, from_basis=from_basis)
     x_init = sde.prior_sample(x_known.shape, generator=generator, device=x_known.device)  # prior scale, not N(0, I)
     result = run_sampler(sampler_cfg, score_fn, sde, x_known.shape, step_hook=hook, generator=generator,
