@@ -14,7 +14,6 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -65,7 +64,7 @@ def main():
 
     if "resize" not in skip:
         n = args.n
-        a, b = test[perm[:n]], test[perm[n:2 * n]]
+        a, b = test[perm[:n]], test[perm[n : 2 * n]]
         tf1 = [extract_features(net, s, batch_size=50)[0] for s in (a, b)]
 
         def half_pixel(images):
@@ -75,9 +74,11 @@ def main():
                 return torch.cat([net.net((xb - 128) / 128) for xb in x.split(50)])
 
         hp = [half_pixel(s) for s in (a, b)]
-        rows = [("TF1 bilinear (published)", fid_from_features(*tf1)),
-                ("PyTorch half-pixel bilinear", fid_from_features(*hp)),
-                ("TF1 real vs half-pixel real", fid_from_features(tf1[0], hp[1]))]
+        rows = [
+            ("TF1 bilinear (published)", fid_from_features(*tf1)),
+            ("PyTorch half-pixel bilinear", fid_from_features(*hp)),
+            ("TF1 real vs half-pixel real", fid_from_features(tf1[0], hp[1])),
+        ]
         print(f"FID between two disjoint sets of {n} MNIST test digits, by resize")
         table(["resize", "FID"], rows)
 
@@ -94,10 +95,11 @@ def main():
         table(["n", "FID", "KID mean", "KID std"], rows)
 
     if "bpd" not in skip and args.ckpt:
-        from sdegen.metrics.likelihood import bits_per_dim_se, bpd_of_batch
-        from sdegen.training.checkpoint import load_score_model
         import hydra.utils
         from omegaconf import OmegaConf
+
+        from sdegen.metrics.likelihood import bits_per_dim_se, bpd_of_batch
+        from sdegen.training.checkpoint import load_score_model
 
         model, plain = load_score_model(args.ckpt, map_location="cpu")
         model.eval()
@@ -107,8 +109,18 @@ def main():
         rows = []
         for k in (1, 2, 4, 8):
             t0 = time.perf_counter()
-            bpd, res = bpd_of_batch(model, sde, x, data=data, is_image=True, generator=torch.Generator().manual_seed(1),
-                                    trace="hutchinson", n_probes=k, rtol=1e-5, atol=1e-5)
+            bpd, res = bpd_of_batch(
+                model,
+                sde,
+                x,
+                data=data,
+                is_image=True,
+                generator=torch.Generator().manual_seed(1),
+                trace="hutchinson",
+                n_probes=k,
+                rtol=1e-5,
+                atol=1e-5,
+            )
             dt = time.perf_counter() - t0
             se = bits_per_dim_se(res.logp_se, 784)
             rows.append((k, dt, res.nfe, float(bpd.mean()), float(se.mean()) if k > 1 else float("nan")))

@@ -87,14 +87,18 @@ def cmd_score(args) -> None:
         x = load_samples(Path(path))
         rows.append((str(path), J.judge_figures(judge, x, ref_stats, train_t)))
 
-    print(f"digit judge {args.judge}; Fréchet against the 10k MNIST test digits; "
-          f"nearest neighbours in the {args.train_set} training set (L2, pixels in [0,1]; copy: < {J.COPY_THRESHOLD})")
+    print(
+        f"digit judge {args.judge}; Fréchet against the 10k MNIST test digits; "
+        f"nearest neighbours in the {args.train_set} training set (L2, pixels in [0,1]; copy: < {J.COPY_THRESHOLD})"
+    )
     print("| samples | n | Fréchet | confident | class balance | NN min | NN 1% | NN median | copies |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['n']} | {r['frechet']:.2f} | {r['confident']:.3f} | {r['balance']:.4f} | "
-              f"{fmt(r.get('nn_min'), '.2f')} | {fmt(r.get('nn_p01'), '.2f')} | {fmt(r.get('nn_median'), '.2f')} | "
-              f"{r.get('copies', '–')} |")
+        print(
+            f"| {name} | {r['n']} | {r['frechet']:.2f} | {r['confident']:.3f} | {r['balance']:.4f} | "
+            f"{fmt(r.get('nn_min'), '.2f')} | {fmt(r.get('nn_p01'), '.2f')} | {fmt(r.get('nn_median'), '.2f')} | "
+            f"{r.get('copies', '–')} |"
+        )
     for name, r in rows:
         print(f"class counts {name}: {r['class_counts']}")
     if args.json:

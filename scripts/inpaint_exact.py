@@ -25,8 +25,11 @@ from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule, SubVPSDE
 from sdegen.tasks.inpaint import exact_imputation_error
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SDES = {"ve": lambda: VESDE(GeometricSigma()), "vp": lambda: VPSDE(LinearSchedule()),
-        "subvp": lambda: SubVPSDE(LinearSchedule())}
+SDES = {
+    "ve": lambda: VESDE(GeometricSigma()),
+    "vp": lambda: VPSDE(LinearSchedule()),
+    "subvp": lambda: SubVPSDE(LinearSchedule()),
+}
 
 
 def main(argv=None):
@@ -45,9 +48,11 @@ def main(argv=None):
     mixture = GaussianMixture.multiscale(4, (1, 4, 4), seed=0)  # the data=gmm default
     mask = torch.zeros(1, 1, 4, 4)
     mask.view(-1)[: args.known] = 1
-    print(f"test bed: data=gmm default (K=4, D=16), first {args.known} coordinates observed; "
-          f"{args.n_obs} observations x {args.per_obs} imputations; {args.steps} steps\n")
-    print(f"| sampler | SDE | resample r | NFE | sliced W2 | noise floor | TV of component weights | time (s) |")
+    print(
+        f"test bed: data=gmm default (K=4, D=16), first {args.known} coordinates observed; "
+        f"{args.n_obs} observations x {args.per_obs} imputations; {args.steps} steps\n"
+    )
+    print("| sampler | SDE | resample r | NFE | sliced W2 | noise floor | TV of component weights | time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for sampler in args.samplers:
         sampler_cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / f"{sampler}.yaml"))
@@ -57,10 +62,22 @@ def main(argv=None):
             score = GMMScore(mixture, sde)
             for r in args.resample:
                 start = time.time()
-                m = exact_imputation_error(mixture, sde, score, sampler_cfg, mask, n_obs=args.n_obs,
-                                           per_obs=args.per_obs, resample=r, seed=args.seed)
-                print(f"| {sampler} | {sde_name} | {r} | {m['nfe']} | {m['sw2']:.3f} | {m['floor']:.3f} | "
-                      f"{m['tv']:.3f} | {time.time() - start:.1f} |", flush=True)
+                m = exact_imputation_error(
+                    mixture,
+                    sde,
+                    score,
+                    sampler_cfg,
+                    mask,
+                    n_obs=args.n_obs,
+                    per_obs=args.per_obs,
+                    resample=r,
+                    seed=args.seed,
+                )
+                print(
+                    f"| {sampler} | {sde_name} | {r} | {m['nfe']} | {m['sw2']:.3f} | {m['floor']:.3f} | "
+                    f"{m['tv']:.3f} | {time.time() - start:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

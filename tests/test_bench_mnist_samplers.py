@@ -36,19 +36,8 @@ def test_bad_settings_fail_before_any_work(tmp_path):
         B.run([tmp_path / "no_run"], B.MATCHED, judge=tmp_path / "missing.pt", data=tmp_path)
 
 
-def test_draws_and_scores_like_sdegen_sample(tmp_path):
-    run = tmp_path / "run"
-    cli.main(
-        [
-            "sdegen",
-            "train",
-            "debug=fast",
-            "logger=csv",
-            "data.limit=32",
-            "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={run}",
-        ]
-    )
+def test_draws_and_scores_like_sdegen_sample(tiny_run, tmp_path):
+    run = tiny_run
     train = np.asarray(EmbeddedMNISTDataModule().load_split("train")[0])
     root = fake_mnist_root(tmp_path / "data", train[:40])
     torch.manual_seed(0)

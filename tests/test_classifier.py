@@ -2,18 +2,17 @@
 and guidance with a trained classifier."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sdegen import cli
 from sdegen.data.gmm import GMMDataModule
 from sdegen.models.wideresnet import TimeDependentWideResNet
-from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule
 from sdegen.runtime.checkpoints import load_classifier
+from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule
 from sdegen.training.classifier import ClassifierModule, noisy_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +35,12 @@ def test_shapes_and_time_dependence():
 
 def module_cfg(**task):
     cfg = OmegaConf.load(CONFIGS / "task" / "classifier.yaml")
-    cfg = OmegaConf.create({"task": OmegaConf.merge(cfg, task), "sde": {"_target_": "sdegen.sde.VPSDE",
-                            "schedule": {"_target_": "sdegen.sde.LinearSchedule"}}})
+    cfg = OmegaConf.create(
+        {
+            "task": OmegaConf.merge(cfg, task),
+            "sde": {"_target_": "sdegen.sde.VPSDE", "schedule": {"_target_": "sdegen.sde.LinearSchedule"}},
+        }
+    )
     return cfg
 
 
@@ -76,17 +79,27 @@ def test_noisy_batch_follows_the_marginal():
 
 @pytest.mark.slow
 def test_train_command_checkpoint_round_trip_and_eval(tmp_path):
-    """`sdegen train task=classifier` -> load_classifier gives the same logits; `sdegen eval task=classifier`."""
+    """`sdegen train task=classifier` -> load_classifier gives the same logits; `sdegen eval task=classifier`
+    (in-process: the command line itself is tested in test_cli.py)."""
     run = tmp_path / "train"
-    proc = subprocess.run([sys.executable, "-m", "sdegen", "train", "task=classifier", "data=gmm", "debug=fast",
-                           "logger=none", "task.model.widen_factor=1", "trainer.enable_progress_bar=false",
-                           f"hydra.run.dir={run}"], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli.main(
+        [
+            "sdegen",
+            "train",
+            "task=classifier",
+            "data=gmm",
+            "debug=fast",
+            "logger=none",
+            "task.model.widen_factor=1",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run}",
+        ]
+    )
     ckpt = run / "checkpoints" / "last.ckpt"
     model, cfg = load_classifier(ckpt)
     assert cfg["task"]["name"] == "classifier" and cfg["data_info"]["num_classes"] == 4
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state = {k[len("model."):]: v for k, v in raw["state_dict"].items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in raw["state_dict"].items() if k.startswith("model.")}
     again = TimeDependentWideResNet(1, 4, **{**cfg["task"]["model"], "time_input": "t"})
     again.load_state_dict(state)
     x, t = torch.randn(3, 1, 4, 4), torch.rand(3)
@@ -98,10 +111,17 @@ def test_train_command_checkpoint_round_trip_and_eval(tmp_path):
         load_classifier(bad)
 
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "sdegen", "eval", "task=classifier", f"ckpt={ckpt}",
-                           "task.eval.n_points=200", "task.eval.n_times=3", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            "task=classifier",
+            f"ckpt={ckpt}",
+            "task.eval.n_points=200",
+            "task.eval.n_times=3",
+            f"hydra.run.dir={out}",
+        ]
+    )
     result = json.loads((out / "classifier_accuracy.json").read_text())
     assert len(result["accuracy"]) == 3 and 0 <= result["mean_accuracy"] <= 1
     assert abs(result["mean_accuracy"] - sum(result["accuracy"]) / 3) < 1e-9
@@ -129,8 +149,13 @@ def test_trained_classifier_guides_sampling(tmp_path):
         opt.step()
     ckpt = tmp_path / "clf.ckpt"
     cfg = OmegaConf.to_container(module.cfg)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()},
-                "sdegen": {"cfg": cfg, "data": {"shape": [1, 4, 4], "num_classes": 4}, "kind": "classifier"}}, ckpt)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()},
+            "sdegen": {"cfg": cfg, "data": {"shape": [1, 4, 4], "num_classes": 4}, "kind": "classifier"},
+        },
+        ckpt,
+    )
     score = GMMScore(data.mixture, sde)
     em = {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")), "steps": 50}
     hits = {}

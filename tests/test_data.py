@@ -67,8 +67,9 @@ def test_npz_and_imagefolder(tmp_path):
     scaled = torch.from_numpy(images[:15]).double() / 255 * 2 - 1
     expected = float(scaled.reshape(15, -1).var(0, unbiased=False).mean().sqrt())
     assert data.data_std() == pytest.approx(expected, rel=1e-5) and 0.5 < expected < 0.65
-    assert NpzDataModule(train_file=str(tmp_path / "d.npz"), val_fraction=0.25, scaling="unit").data_std() \
-        == pytest.approx(expected / 2, rel=1e-5)
+    assert NpzDataModule(
+        train_file=str(tmp_path / "d.npz"), val_fraction=0.25, scaling="unit"
+    ).data_std() == pytest.approx(expected / 2, rel=1e-5)
 
     from PIL import Image
 

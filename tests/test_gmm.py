@@ -1,7 +1,5 @@
 """The exact test bed: score = autograd of the log-density, posteriors, conditionals."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -21,7 +19,7 @@ def mixture():
 @pytest.mark.parametrize("t", [1e-4, 0.05, 0.5, 1.0])
 def test_score_is_gradient_of_log_density(mixture, name, t):
     sde = SDES[name]
-    x = (torch.randn(16, 1, 2, 3, dtype=torch.float64) * float(sde.marginal_std(torch.tensor(t))) + 0.3)
+    x = torch.randn(16, 1, 2, 3, dtype=torch.float64) * float(sde.marginal_std(torch.tensor(t))) + 0.3
     x.requires_grad_(True)
     tt = torch.full((16,), t, dtype=torch.float64)
     grad = torch.autograd.grad(mixture.log_prob(x, tt, sde).sum(), x)[0]
@@ -34,17 +32,27 @@ def test_score_is_gradient_of_log_density(mixture, name, t):
 
 
 def test_log_density_matches_scipy_at_t0_and_t(mixture):
-    from scipy.stats import multivariate_normal
     from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
     x = torch.randn(5, 1, 2, 3, dtype=torch.float64)
     sde = SDES["vp-linear"]
     t = torch.tensor(0.3, dtype=torch.float64)
     a, s = float(sde.alpha(t)), float(sde.marginal_std(t))
     for time, (alpha, std) in ((None, (1.0, 0.0)), (t, (a, s))):
-        expected = logsumexp([
-            np.log(float(w)) + multivariate_normal(alpha * m.numpy(), np.diag(alpha**2 * sd.numpy() ** 2 + std**2)).logpdf(x.reshape(5, -1).numpy())
-            for w, m, sd in zip(mixture.weights, mixture.means, mixture.stds)], axis=0)
-        np.testing.assert_allclose(mixture.log_prob(x, time, sde if time is not None else None).numpy(), expected, rtol=1e-10)
+        expected = logsumexp(
+            [
+                np.log(float(w))
+                + multivariate_normal(alpha * m.numpy(), np.diag(alpha**2 * sd.numpy() ** 2 + std**2)).logpdf(
+                    x.reshape(5, -1).numpy()
+                )
+                for w, m, sd in zip(mixture.weights, mixture.means, mixture.stds)
+            ],
+            axis=0,
+        )
+        np.testing.assert_allclose(
+            mixture.log_prob(x, time, sde if time is not None else None).numpy(), expected, rtol=1e-10
+        )
 
 
 def test_class_posterior_is_bayes_rule(mixture):
@@ -78,8 +86,14 @@ def test_conditional_of_missing_coordinates(mixture):
     log_w, means, stds = mixture.conditional(x, mask)
     # Bayes: weights ∝ w_k N(x_obs; μ_k,obs, s_k,obs²)
     xo = x.reshape(4, -1)[:, :3].double()
-    dens = torch.stack([mixture.weights[k] * torch.distributions.Normal(mixture.means[k, :3], mixture.stds[k, :3]).log_prob(xo).sum(1).exp()
-                        for k in range(3)], 1)
+    dens = torch.stack(
+        [
+            mixture.weights[k]
+            * torch.distributions.Normal(mixture.means[k, :3], mixture.stds[k, :3]).log_prob(xo).sum(1).exp()
+            for k in range(3)
+        ],
+        1,
+    )
     torch.testing.assert_close(log_w.exp(), dens / dens.sum(1, keepdim=True))
     draws = mixture.sample_conditional(x, mask, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(draws.reshape(4, -1)[:, :3], x.reshape(4, -1)[:, :3])

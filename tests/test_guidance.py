@@ -23,8 +23,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 SAMPLERS = sorted(p.stem for p in (CONFIGS / "sampler").glob("*.yaml"))
-SDES = {"ve": lambda: VESDE(GeometricSigma()), "vp": lambda: VPSDE(LinearSchedule()),
-        "subvp": lambda: SubVPSDE(LinearSchedule())}
+SDES = {
+    "ve": lambda: VESDE(GeometricSigma()),
+    "vp": lambda: VPSDE(LinearSchedule()),
+    "subvp": lambda: SubVPSDE(LinearSchedule()),
+}
 N = 1000
 
 
@@ -47,7 +50,9 @@ def few_step_cfg(name, max_steps=100):
 
 def noise_floor(mixture, component, n=N):
     """Mean sliced W2 between independent exact sample sets of one component."""
-    refs = [mixture.sample(n, generator=torch.Generator().manual_seed(100 + i), component=component)[0] for i in range(3)]
+    refs = [
+        mixture.sample(n, generator=torch.Generator().manual_seed(100 + i), component=component)[0] for i in range(3)
+    ]
     return sum(sliced_wasserstein2(refs[i], refs[j]) for i, j in ((0, 1), (0, 2), (1, 2))) / 3
 
 
@@ -93,8 +98,9 @@ def test_per_sample_labels_give_one_component_per_block(mixture):
     sde = VPSDE(LinearSchedule())
     data = GMMDataModule()
     model = GMMScore(data.mixture, sde)
-    guided = apply_guidance({"name": "classifier", "label": "all", "scale": 1.0, "classifier_ckpt": None},
-                            model, sde, data)
+    guided = apply_guidance(
+        {"name": "classifier", "label": "all", "scale": 1.0, "classifier_ckpt": None}, model, sde, data
+    )
     x = sample(few_step_cfg("em", 100), guided, sde, (400, 1, 4, 4), generator=torch.Generator().manual_seed(0)).x
     found = mixture.class_log_posterior(x).argmax(1)
     assert (found == torch.arange(400) // 100).double().mean() > 0.99
@@ -137,8 +143,13 @@ def test_classifier_free_guidance_formula_with_exact_scores(mixture):
 def test_classifier_free_guidance_w0_samples_the_conditional(mixture):
     sde = VPSDE(LinearSchedule())
     model = GMMScore(mixture, sde)
-    x = sample(few_step_cfg("em"), classifier_free_guidance(model, 3, 0.0), sde, (N, 1, 4, 4),
-               generator=torch.Generator().manual_seed(0)).x
+    x = sample(
+        few_step_cfg("em"),
+        classifier_free_guidance(model, 3, 0.0),
+        sde,
+        (N, 1, 4, 4),
+        generator=torch.Generator().manual_seed(0),
+    ).x
     ref = mixture.sample(N, generator=torch.Generator().manual_seed(1), component=3)[0]
     assert sliced_wasserstein2(x, ref) < 1.2 * noise_floor(mixture, 3)
 
@@ -192,8 +203,13 @@ def test_classifier_free_guidance_sharpens_a_trained_conditional_model():
     accuracy = {}
     for w in (0.0, 2.0):
         with torch.no_grad():
-            x = sample(few_step_cfg("em", 100), classifier_free_guidance(model, [0, 1, 2, 3], w), sde, (1000, 1, 2, 2),
-                       generator=torch.Generator().manual_seed(1)).x
+            x = sample(
+                few_step_cfg("em", 100),
+                classifier_free_guidance(model, [0, 1, 2, 3], w),
+                sde,
+                (1000, 1, 2, 2),
+                generator=torch.Generator().manual_seed(1),
+            ).x
         accuracy[w] = float((mixture.class_log_posterior(x).argmax(1) == labels).double().mean())
     assert accuracy[2.0] > accuracy[0.0] + 0.05, accuracy
 
@@ -209,8 +225,15 @@ def test_random_labels_sample_each_component_with_the_drawn_label(mixture):
     guided = apply_guidance({"name": "cfg", "label": "random", "scale": 0.0}, model, sde, GMMDataModule())
     assert guided.label_source.random
     setup = type("Setup", (), {"sde": sde, "shape": (1, 4, 4), "device": "cpu"})()
-    gen = generate(setup, guided, few_step_cfg("em", 100), 800, batch_size=300,
-                   generator=torch.Generator().manual_seed(0), progress=False)
+    gen = generate(
+        setup,
+        guided,
+        few_step_cfg("em", 100),
+        800,
+        batch_size=300,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert gen.labels is not None and gen.labels.shape == (800,)
     found = mixture.class_log_posterior(gen.x.double()).argmax(1)
     assert (found == gen.labels).double().mean() > 0.99

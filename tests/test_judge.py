@@ -18,8 +18,9 @@ def test_frechet_distance_of_gaussians_matches_closed_form():
     assert J.frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b)) == pytest.approx(expected, rel=1e-9)
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     rot = lambda m: q @ m.double() @ q.T  # noqa: E731
-    assert J.frechet_distance(q @ mu1.double(), rot(torch.diag(a)), q @ mu2.double(), rot(torch.diag(b))) \
-        == pytest.approx(expected, rel=1e-9)
+    assert J.frechet_distance(
+        q @ mu1.double(), rot(torch.diag(a)), q @ mu2.double(), rot(torch.diag(b))
+    ) == pytest.approx(expected, rel=1e-9)
     # non-commuting covariances: scalar example Σ₁ = I, Σ₂ = S gives tr(I + S − 2 S^{1/2})
     s = rot(torch.diag(b))
     assert J.frechet_distance(mu1, torch.eye(3), mu1, s) == pytest.approx(float((b.sqrt() - 1).pow(2).sum()), rel=1e-9)
@@ -76,8 +77,11 @@ def test_idx_reader_and_judge_figures(tmp_path):
 # --- `sdegen eval eval.judge=...` (issue 11 item 2) ------------------------------------------------------
 def write_idx(path, array: np.ndarray) -> None:
     """An MNIST-format IDX file (uint8: magic 0 0 8 ndim, big-endian dims, then the bytes)."""
-    path.write_bytes(bytes([0, 0, 8, array.ndim]) + b"".join(int(v).to_bytes(4, "big") for v in array.shape)
-                     + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    path.write_bytes(
+        bytes([0, 0, 8, array.ndim])
+        + b"".join(int(v).to_bytes(4, "big") for v in array.shape)
+        + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    )
 
 
 def fake_mnist_root(root, test_images: np.ndarray):
@@ -108,9 +112,21 @@ def test_eval_reports_the_judge_figures(tmp_path):
     torch.save(J.DigitJudge().state_dict(), tmp_path / "judge.pt")
     np.savez(tmp_path / "samples.npz", images=digits[..., None])
     run_dir = tmp_path / "run"
-    cli.main(["sdegen", "eval", f"samples={tmp_path / 'samples.npz'}", "data=mnist_embedded", "metric=fid",
-              "eval.features=raw", f"eval.mnist_root={root}", f"eval.judge={tmp_path / 'judge.pt'}",
-              f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={run_dir}"])
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            f"samples={tmp_path / 'samples.npz'}",
+            "data=mnist_embedded",
+            "metric=fid",
+            "eval.features=raw",
+            f"eval.mnist_root={root}",
+            f"eval.judge={tmp_path / 'judge.pt'}",
+            f"eval.cache_dir={tmp_path / 'cache'}",
+            "progress=false",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["judge_frechet"] == pytest.approx(0.0, abs=1e-6)
     assert m["judge_copies"] == m["judge_n"] == 40 and m["judge_nn_min"] == pytest.approx(0.0, abs=1e-6)
@@ -120,9 +136,21 @@ def test_eval_reports_the_judge_figures(tmp_path):
     assert m["n_reference"] == 40  # the FID reference is the same fake test split
     # the same figures as the library (and scripts/digit_judge.py score) for other digits
     np.savez(tmp_path / "other.npz", images=train[100:140][..., None])
-    cli.main(["sdegen", "eval", f"samples={tmp_path / 'other.npz'}", "data=mnist_embedded", "metric=fid",
-              "eval.features=raw", f"eval.mnist_root={root}", f"eval.judge={tmp_path / 'judge.pt'}",
-              f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={tmp_path / 'other'}"])
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            f"samples={tmp_path / 'other.npz'}",
+            "data=mnist_embedded",
+            "metric=fid",
+            "eval.features=raw",
+            f"eval.mnist_root={root}",
+            f"eval.judge={tmp_path / 'judge.pt'}",
+            f"eval.cache_dir={tmp_path / 'cache'}",
+            "progress=false",
+            f"hydra.run.dir={tmp_path / 'other'}",
+        ]
+    )
     other = json.loads((tmp_path / "other" / "metrics.json").read_text())
     judge = J.load_judge(tmp_path / "judge.pt")
     ref = J.gaussian_stats(judge.embed(J.to_unit_nchw(digits))[0])
@@ -130,7 +158,9 @@ def test_eval_reports_the_judge_figures(tmp_path):
     assert other["judge_frechet"] == pytest.approx(fig["frechet"], rel=1e-9) and other["judge_frechet"] > 1e-3
     assert other["judge_copies"] == fig["copies"] == 40  # also training digits
     assert other["judge_is"] == pytest.approx(fig["is"], rel=1e-9)
-    assert other["judge_is"] == pytest.approx(J.inception_score(judge.embed(J.to_unit_nchw(train[100:140]))[1]), rel=1e-9)
+    assert other["judge_is"] == pytest.approx(
+        J.inception_score(judge.embed(J.to_unit_nchw(train[100:140]))[1]), rel=1e-9
+    )
     assert 1 <= other["judge_is"] <= 10
 
 
@@ -144,6 +174,6 @@ def test_inception_score_in_judge_space_matches_closed_forms():
     assert J.inception_score(same) == pytest.approx(1.0, rel=1e-12)
     for a in (0.6, 0.9, 0.99):
         probs = torch.tensor([[a, 1 - a]] * 7 + [[1 - a, a]] * 7, dtype=torch.float64)
-        assert J.inception_score(probs) == pytest.approx(2 * a ** a * (1 - a) ** (1 - a), rel=1e-12)
+        assert J.inception_score(probs) == pytest.approx(2 * a**a * (1 - a) ** (1 - a), rel=1e-12)
     # unbalanced one-hot histogram (1/2, 1/4, 1/4): KL of a one-hot row = −log p(y) -> IS = exp(H) = 2^1.5
-    assert J.inception_score(torch.eye(3)[[0, 0, 1, 2]]) == pytest.approx(2 ** 1.5, rel=1e-12)
+    assert J.inception_score(torch.eye(3)[[0, 0, 1, 2]]) == pytest.approx(2**1.5, rel=1e-12)

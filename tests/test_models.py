@@ -8,7 +8,7 @@ import torch
 from sdegen.models.embeddings import GaussianFourierProjection, LabelEmbedding, SinusoidalEmbedding
 from sdegen.models.ncsnpp import NCSNpp
 from sdegen.models.scorenet import ScoreNet
-from sdegen.sde import CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE, VESDE, VPSDE
+from sdegen.sde import VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE
 from sdegen.training.losses import DSMLoss
 
 SDES = {
@@ -18,8 +18,9 @@ SDES = {
 }
 TINY = {
     "scorenet": lambda sde, shape, **kw: ScoreNet(sde, shape=shape, channels=[8, 16], embed_dim=16, **kw),
-    "ncsnpp": lambda sde, shape, **kw: NCSNpp(sde, shape=shape, nf=8, ch_mult=[1, 2], num_res_blocks=1,
-                                              attn_resolutions=[4], **kw),
+    "ncsnpp": lambda sde, shape, **kw: NCSNpp(
+        sde, shape=shape, nf=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], **kw
+    ),
 }
 
 
@@ -29,9 +30,13 @@ def test_embeddings():
     e = fourier(c)
     assert e.shape == (3, 16)
     assert torch.allclose(e[0, :8], torch.zeros(8)) and torch.allclose(e[0, 8:], torch.ones(8))
-    assert torch.allclose(e[1], torch.cat([torch.sin(2 * torch.pi * 0.25 * fourier.W), torch.cos(2 * torch.pi * 0.25 * fourier.W)]))
+    assert torch.allclose(
+        e[1], torch.cat([torch.sin(2 * torch.pi * 0.25 * fourier.W), torch.cos(2 * torch.pi * 0.25 * fourier.W)])
+    )
     s = SinusoidalEmbedding(8)(torch.tensor([3.0]))
-    assert torch.allclose(s[0, 0], torch.sin(torch.tensor(3.0))) and torch.allclose(s[0, 4], torch.cos(torch.tensor(3.0)))
+    assert torch.allclose(s[0, 0], torch.sin(torch.tensor(3.0))) and torch.allclose(
+        s[0, 4], torch.cos(torch.tensor(3.0))
+    )
     labels = LabelEmbedding(3, 4, dropout=1.0)
     null = labels.embed.weight[3]
     assert torch.equal(labels(None, 2, "cpu"), null.expand(2, 4))

@@ -6,20 +6,29 @@ import math
 import pytest
 import torch
 
-from sdegen.sde import (VESDE, VPSDE, CosineSchedule, GeometricSigma, LinearSchedule, SubVPSDE,
-                        check_compatible, standard_sdes)
-
+from sdegen.sde import (
+    VESDE,
+    VPSDE,
+    CosineSchedule,
+    GeometricSigma,
+    LinearSchedule,
+    SubVPSDE,
+    check_compatible,
+    standard_sdes,
+)
 
 SDES = standard_sdes()
 
 
 def grid(sde):
     # includes points near eps and near T, and (for cosine) both sides of the clip point
-    return torch.cat([
-        torch.tensor([sde.eps, 2e-5, 1e-4, 1e-3]),
-        torch.linspace(0.01, 0.99, 50),
-        torch.tensor([0.9, 0.9779, 0.978, 0.99, 0.999, sde.T - 1e-4]),
-    ]).double()
+    return torch.cat(
+        [
+            torch.tensor([sde.eps, 2e-5, 1e-4, 1e-3]),
+            torch.linspace(0.01, 0.99, 50),
+            torch.tensor([0.9, 0.9779, 0.978, 0.99, 0.999, sde.T - 1e-4]),
+        ]
+    ).double()
 
 
 @pytest.mark.parametrize("name", SDES)
