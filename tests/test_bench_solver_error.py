@@ -45,6 +45,8 @@ def test_solver_error_is_paired_and_cached(tmp_path):
     assert abs(error) < 1e-9 and se < 1e-9  # the same flow from the same draws: no sampling noise left
     again = S.Problem("issue", 1000, 200, 10.0, tmp_path)  # loaded from the cache
     assert torch.equal(again.exact, problem.exact)
-    # the 10-NFE recipe: a small bias, measured with a paired SE far below the unpaired gap's (≈ 0.006 at n = 200)
+    # the 10-NFE recipe: a small bias (the 0.01 nats/dim target of the benchmark), with a paired SE far below
+    # the unpaired one of the same n draws (the spread of the exact flow's log-densities over √n)
     error, se, nfe = problem.solver_error(S.sampler_config("dpm_solver", ["steps=9"]))
-    assert nfe == 10 and abs(error) < 0.015 and se < 0.004
+    unpaired = float(problem.exact.std()) / len(problem.exact) ** 0.5
+    assert nfe == 10 and abs(error) < 0.015 and se < unpaired / 3, (error, se, unpaired)

@@ -17,6 +17,9 @@ def average_of_sequence(values, gamma):
 
 
 def test_sigma_rel_to_gamma_matches_edm2():
+    for sigma_rel in (0.01, 0.05, 0.10, 0.25):  # inverts σ_rel = √((γ+1)/((γ+2)²(γ+3))) (EDM2, Eq. 3)
+        gamma = sigma_rel_to_gamma(sigma_rel)
+        assert ((gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3))) ** 0.5 == pytest.approx(sigma_rel, rel=1e-9)
     assert sigma_rel_to_gamma(0.05) == pytest.approx(16.97, abs=0.01)  # EDM2 (Karras et al. 2024), Sec. 3.1
     assert sigma_rel_to_gamma(0.10) == pytest.approx(6.94, abs=0.01)
     with pytest.raises(ValueError, match="sigma_rel"):

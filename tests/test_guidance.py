@@ -36,8 +36,7 @@ def mixture():
     return GaussianMixture.multiscale(4, (1, 4, 4), seed=0)  # the data=gmm default
 
 
-#: few steps that still sample the test bed within the noise floor (measured at N = 1000: ratios
-#: 0.96-1.09; PC needs 200 (1.2-1.35 at 50 steps), Heun 40 (its default 17 gives ~1.6))
+#: the fewest steps that still sample the test bed within the noise floor at N = 1000 (PC needs 200, Heun 40)
 ACCURATE_STEPS = {"em": 100, "pc": 200, "ode": 20, "heun": 40, "restart": 40}
 
 
