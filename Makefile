@@ -22,7 +22,7 @@ bench:  ## sampler and training benchmarks (tables on stdout, PNGs under outputs
 	$(BIN)/python scripts/bench_samplers.py
 	$(BIN)/python scripts/bench_train.py
 
-table41:  ## thesis Table 4.1 on MNIST: 5 SDE configurations x 2 seeds, evaluated, then `sdegen report` (hours on one core)
+table41:  ## thesis Table 4.1 on MNIST: experiment=sde_sweep (5 SDE configurations, loss=sigma2) x 2 seeds, evaluated, then `sdegen report` (hours on one core)
 	PYTHON=$(BIN)/python bash scripts/table41.sh $(or $(OUT),outputs/table41)
 
 clean:

@@ -5,13 +5,11 @@
 #
 #   bash scripts/table41.sh [OUT]                  # OUT defaults to outputs/table41; `make table41`
 #
-# The thesis's loss, not the default one: with the default EDM loss (ln σ/α ~ N(−1.2, 1.2²)) and the EDM
-# preconditioning (both written in σ/α) VE, VP and sub-VP train the same network, since training only
-# sees σ/α.  Here (TRAIN_OVERRIDES, default)
-#   model.conditional=false loss.weighting=sigma2   (unconditional as in the thesis; t ~ U(eps, T), λ = σ²)
-# so each SDE trains its own noise levels: t ~ U(eps, T) maps to a different σ/α distribution per SDE and
-# schedule.  The EDM preconditioning stays (`TRAIN_OVERRIDES="model.conditional=false
-# model.preconditioning=eps loss.weighting=sigma2"` is the thesis's ε-network too; it learns far slower:
+# The recipe is `experiment=sde_sweep` (configs/experiment/sde_sweep.yaml): its five configurations, as its
+# dry run lists them, each trained as a single run (hydra.mode=RUN) with the experiment's loss=sigma2
+# (t ~ U(eps, T) of the SDE, λ = σ², so each SDE trains its own noise levels) and model.conditional=false
+# (unconditional as in the thesis), the EDM preconditioning of the default network
+# (`TRAIN_OVERRIDES=model.preconditioning=eps` is the thesis's ε-network too; it learns far slower:
 # judge Fréchet 250–650 at 600 steps).  Everything else is the `sdegen train` default (batch, lr, EMA,
 # network), one thread.  Each run's eval: N_SAMPLES samples with the default fast sampler
 # (sampler=dpm_solver), metric=all (FID, KID, precision/recall with the offline Inception against
@@ -25,7 +23,7 @@
 # Runs go seed by seed (all five configurations of seed 1 first), so a cut-short table still has N=1.
 #
 # env: STEPS=1500  SEEDS="1 2"  N_SAMPLES=500  REF_SIZE=1000  BPD_N=100  BPD_PROBES=2  BPD_TOL=1e-3
-#      TRAIN_OVERRIDES="model.conditional=false loss.weighting=sigma2"
+#      TRAIN_OVERRIDES="" (keys on top of the experiment, e.g. model.preconditioning=eps)
 #      JUDGE=outputs/judge/digit_judge.pt (scripts/digit_judge.py train)  MNIST_ROOT=../shared/data
 #      PYTHON=.venv/bin/python  NICE=0 (nice level of every command)  ONLY_REPORT=1 (skip to the report)
 #      ONLY="ve-geometric vp-linear" (a subset of the configurations, e.g. for a quick check)
@@ -46,9 +44,13 @@ NICE=${NICE:-0}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 sdegen() { nice -n "$NICE" "$PYTHON" -m sdegen "$@"; }
-CONFIGS=("ve geometric" "vp linear" "vp cosine" "subvp linear" "subvp cosine")
 [ -f "$JUDGE" ] || { echo "table41: no digit judge at $JUDGE (python scripts/digit_judge.py train)" >&2; exit 2; }
 mkdir -p "$OUT"
+# the experiment's configurations ("ve geometric", "vp linear", ...), from its dry run
+mapfile -t CONFIGS < <(sdegen train experiment=sde_sweep dry_run=true hydra.sweep.dir="$OUT/.dry_run" \
+    | sed -n 's/^\[sdegen\] dry run: train sde=\([a-z]*\) schedule=\([a-z]*\) .*/\1 \2/p')
+rm -rf "$OUT/.dry_run"
+[ "${#CONFIGS[@]}" -gt 0 ] || { echo "table41: experiment=sde_sweep lists no configuration" >&2; exit 2; }
 
 if [ "${ONLY_REPORT:-0}" != 1 ]; then
   for seed in $SEEDS; do
@@ -59,7 +61,7 @@ if [ "${ONLY_REPORT:-0}" != 1 ]; then
       if [ ! -f "$run/train_summary.json" ]; then
         rm -rf "$run"
         echo "[$(date -u +%T)] train $run ($STEPS steps)"
-        sdegen train sde="$sde" schedule="$schedule" ${TRAIN_OVERRIDES:-model.conditional=false loss.weighting=sigma2} \
+        sdegen train experiment=sde_sweep hydra.mode=RUN sde="$sde" schedule="$schedule" ${TRAIN_OVERRIDES:-} \
             trainer.max_steps="$STEPS" seed="$seed" threads=1 logger=csv trainer.enable_progress_bar=false \
             hydra.run.dir="$run"
       fi

@@ -29,7 +29,7 @@ COMMANDS = {
 }
 
 #: config groups whose values are checked before Hydra starts (one-line errors)
-GROUPS = ("sde", "schedule", "model", "sampler", "guidance", "task", "data", "trainer", "logger",
+GROUPS = ("sde", "schedule", "loss", "model", "sampler", "guidance", "task", "data", "trainer", "logger",
           "experiment", "debug")
 #: nodes where `+key=value` may add a key: each is checked against the code that reads it
 #: (model constructor arguments, sampler options, lightning.Trainer arguments)
@@ -46,7 +46,7 @@ def usage() -> str:
     lines += [f"  {'task':<11} " + "; ".join(f"{c}: {', '.join(t)}" for c, t in TASKS.items() if t)]
     lines += ["", "examples:",
               "  sdegen train sde=subvp schedule=linear",
-              "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine",
+              "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine loss=sigma2",
               "  sdegen train experiment=sde_sweep dry_run=true   # list the jobs, run nothing",
               "  sdegen sample model=gmm data=gmm sampler=dpm_solver",
               "  sdegen sample ckpt=outputs/train/<run> sampler=pc",
@@ -66,6 +66,10 @@ def check_args(command: str, args: list[str]) -> None:
         key, value = arg.split("=", 1)
         added = key.startswith("+")
         key = key.lstrip("+")
+        if key in ("loss.weighting", "loss.sigma_data"):  # the loss is a group: loss=<name>; edm's σ_d: loss.data_std
+            hint = f"loss={value}" if key == "loss.weighting" else "loss=edm loss.data_std=..."
+            raise UserError(f"{key} is not a config key: the loss is chosen with loss=<name> "
+                            f"({', '.join(group_choices('loss'))}), e.g. {hint}")
         group = key.split("@", 1)[0]
         if group in GROUPS:
             if value in ("null", "none") and group in ("experiment", "debug"):
@@ -146,8 +150,9 @@ _errors: list = []
 def _run(command: str, cfg):
     from hydra.core.hydra_config import HydraConfig
 
-    from .runtime.config import check_config, guard
+    from .runtime.config import check_config
     from .runtime.rundir import remove_if_untouched
+    from .runtime.sweeps import guard
 
     try:
         if not guard(cfg):

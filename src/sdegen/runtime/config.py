@@ -1,12 +1,11 @@
 """Config helpers every command shares: where the configs live, the SDE from a config, the checks
-that run before any work (SDE × schedule, numeric ranges, per-command task choices) and the VE rule
-of multirun sweeps."""
+that run before any work (SDE × schedule, numeric ranges, per-command task choices); the rule of
+multirun sweeps over SDE configurations is ``runtime.sweeps``."""
 
 from __future__ import annotations
 
 import importlib.resources
 import math
-import sys
 from pathlib import Path
 
 import hydra.utils
@@ -64,46 +63,6 @@ def incompatibility(cfg) -> str | None:
 
     sde_cls = hydra.utils.get_class(cfg.sde._target_)
     return check_compatible(sde_cls, hydra.utils.instantiate(cfg.schedule))
-
-
-def _sweep_values(hc, key: str) -> list[str]:
-    """The values a multirun sweeps ``key`` over (command line first, then hydra.sweeper.params)."""
-    args = [a for a in sys.argv[1:] if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
-    if args:
-        return [v.strip() for v in args[-1].split("=", 1)[1].split(",")]
-    params = (hc.sweeper.get("params") or {}) if "sweeper" in hc else {}
-    value = params.get(key)
-    return [v.strip() for v in str(value).split(",")] if value is not None else []
-
-
-def guard(cfg) -> bool:
-    """True when the job should run.
-
-    A single run with an incompatible SDE × schedule pair is a ``UserError``.  In a multirun the VE
-    SDE (which has its own geometric σ(t), not a β schedule) runs ONCE per sweep: the job with the
-    first swept β schedule trains VE with ``schedule=geometric`` (one line says so), the other VE
-    jobs are skipped with one line.  VP/sub-VP with ``geometric`` are skipped with one line."""
-    reason = incompatibility(cfg)
-    if reason is None:
-        return True
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
-        raise UserError(reason)
-    hc = HydraConfig.get()
-    sde, schedule = hc.runtime.choices.get("sde"), hc.runtime.choices.get("schedule")
-    if sde == "ve":
-        swept = [v for v in _sweep_values(hc, "schedule") if v != "geometric"]
-        if "geometric" not in _sweep_values(hc, "schedule") and swept and schedule == swept[0]:
-            cfg.schedule = OmegaConf.create(group_config("schedule", "geometric"))
-            print(f"[sdegen] sde=ve runs once, with its own geometric σ(t) (schedule={schedule} does not apply; "
-                  f"the other VE jobs of this sweep are skipped)", flush=True)
-            return True
-        print(f"[sdegen] skipped sde=ve schedule={schedule}: VE runs once per sweep with its geometric σ(t)", flush=True)
-        return False
-    print(f"[sdegen] skipped sde={sde} schedule={schedule}: {reason}", flush=True)
-    return False
 
 
 # --- numeric ranges and choices, checked before any work --------------------------------------------

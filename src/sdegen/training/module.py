@@ -18,9 +18,9 @@ import hydra.utils
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .losses import DSMLoss
+from .losses import build_loss, loss_config
 from .speed import SpeedOptions
 
 
@@ -59,7 +59,8 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -131,7 +132,7 @@ class LossWatch:
 
 
 class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
-    """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with ``DSMLoss``
+    """Trains ``model`` (built by ``instantiate(cfg.model, sde=sde, data=data)``) with the ``loss`` group's loss
     (``channels_last``/``compile`` options: ``SpeedOptions``)."""
 
     def __init__(self, cfg: DictConfig, sde, data):
@@ -139,8 +140,11 @@ class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
         self.cfg = cfg
         self.sde = sde
         self.model = hydra.utils.instantiate(cfg.model, sde=sde, data=data, _convert_="all")
-        loss_cfg = dict(cfg.get("loss") or {})
-        self.loss_fn = DSMLoss(sde, **loss_cfg)
+        if isinstance(cfg, DictConfig) and cfg.get("loss") is not None:
+            # the group's keys (a stored config's loss.weighting read as loss.name), kept for the checkpoints
+            with open_dict(cfg):
+                cfg.loss = loss_config(OmegaConf.to_container(cfg.loss, resolve=True))
+        self.loss_fn = build_loss(sde, cfg.get("loss"))
         self.data_info = data_info(data, with_std=True)
         self.conditional = getattr(self.model, "class_conditional", False)
         self.apply_memory_format()
