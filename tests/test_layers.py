@@ -27,12 +27,11 @@ def part_of(module: str) -> str:
     return module.split(".")[0]
 
 
-def sdegen_imports(path: Path):
-    """(line, imported module relative to sdegen) for every import of sdegen inside ``path``."""
-    rel = path.relative_to(SRC).with_suffix("")
-    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+def imports_in(source: str, rel: Path):
+    """(line, imported name relative to sdegen) for every import of sdegen in ``source``, the text of the
+    module at ``rel`` (its path relative to ``src/sdegen``), including imports inside functions."""
+    package = list(rel.with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("sdegen."):
@@ -51,6 +50,10 @@ def sdegen_imports(path: Path):
                 yield node.lineno, node.module.removeprefix("sdegen.")
 
 
+def sdegen_imports(path: Path):
+    return imports_in(path.read_text(), path.relative_to(SRC))
+
+
 def modules():
     return sorted(p for p in SRC.rglob("*.py"))
 
@@ -60,16 +63,16 @@ def test_the_layer_table_covers_every_part():
     assert parts <= set(LAYERS), parts - set(LAYERS)
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
-def test_imports_point_down(path):
-    me = path.relative_to(SRC).parts[0].removesuffix(".py")
+def layer_violations(rel: Path, source: str) -> list[str]:
+    """Upward, same-layer and cross-command imports of the module at ``rel`` with text ``source``."""
+    me = rel.parts[0].removesuffix(".py")
     bad = []
-    for line, target in sdegen_imports(path):
+    for line, target in imports_in(source, rel):
         other = part_of(target)
         if other == me:
-            if me == "commands" and target.split(".")[1:2] and path.stem != "__init__" \
-                    and target.split(".")[1] != path.stem:
-                bad.append(f"line {line}: commands.{path.stem} imports another command: {target}")
+            if me == "commands" and target.split(".")[1:2] and rel.stem != "__init__" \
+                    and target.split(".")[1] != rel.stem:
+                bad.append(f"line {line}: commands.{rel.stem} imports another command: {target}")
             continue
         if other not in LAYERS:
             continue  # e.g. `from sdegen import cli` style names resolved below
@@ -77,7 +80,71 @@ def test_imports_point_down(path):
             bad.append(f"line {line}: {me} (layer {LAYERS[me]}) imports {target} (layer {LAYERS[other]})")
         elif LAYERS[other] == LAYERS[me] and not any(me == a and target.startswith(b) for a, b in SAME_LAYER_OK):
             bad.append(f"line {line}: {me} imports {target} of the same layer")
+    return bad
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_down(path):
+    bad = layer_violations(path.relative_to(SRC), path.read_text())
     assert not bad, "\n".join(bad)
+
+
+def module_name(rel: Path) -> str:
+    parts = rel.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(sources: dict) -> dict:
+    """module -> the sdegen modules it imports (anywhere in its text), for ``sources``: {rel path: text}.
+    ``from pkg import name`` counts as an import of ``pkg.name`` when that is a module, else of ``pkg``."""
+    known = {module_name(rel) for rel in sources}
+    graph = {}
+    for rel, text in sources.items():
+        me = module_name(rel)
+        targets = set()
+        for _, name in imports_in(text, rel):
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != me:
+                targets.add(name)
+        graph[me] = targets
+    return graph
+
+
+def import_circles(graph: dict) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan): each is an import circle."""
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v), on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circles():
+    sources = {p.relative_to(SRC): p.read_text() for p in modules()}
+    circles = import_circles(import_graph(sources))
+    assert not circles, "import circles: " + "; ".join(" <-> ".join(c) for c in circles)
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
@@ -87,21 +154,19 @@ def test_no_importlib_indirection(path):
     assert not used, f"importlib.import_module at lines {used}"
 
 
-def test_the_checker_sees_an_upward_and_a_cross_command_import(tmp_path, monkeypatch):
-    """A test that cannot fail is a defect: plant bad imports and see them reported."""
-    fake = SRC / "commands" / "_layer_probe.py"
-    fake.write_text("from ..cli import main\nfrom . import train\nfrom .sample import main as m\n")
-    try:
-        found = [t for _, t in sdegen_imports(fake)]
-        assert found == ["cli", "commands.train", "commands.sample"]
-        with pytest.raises(AssertionError, match="imports another command"):
-            test_imports_point_down(fake)
-    finally:
-        fake.unlink()
-    probe = SRC / "sde" / "_layer_probe.py"
-    probe.write_text("from ..runtime.config import build_sde\n")
-    try:
-        with pytest.raises(AssertionError, match="sde \\(layer 1\\) imports runtime.config"):
-            test_imports_point_down(probe)
-    finally:
-        probe.unlink()
+def test_the_checker_sees_an_upward_and_a_cross_command_import():
+    """A test that cannot fail is a defect: bad imports in in-memory sources are reported."""
+    probe = Path("commands") / "_layer_probe.py"
+    source = "from ..cli import main\nfrom . import train\nfrom .sample import main as m\n"
+    assert [t for _, t in imports_in(source, probe)] == ["cli", "commands.train", "commands.sample"]
+    assert any("imports another command" in b for b in layer_violations(probe, source))
+    bad = layer_violations(Path("sde") / "_layer_probe.py", "def f():\n    from ..runtime.config import build_sde\n")
+    assert bad == ["line 2: sde (layer 1) imports runtime.config (layer 5)"]
+
+
+def test_the_checker_sees_an_import_circle():
+    sources = {Path("metrics") / "a.py": "from .b import f\n",
+               Path("metrics") / "b.py": "def g():\n    from . import a\n",
+               Path("metrics") / "c.py": "from sdegen.metrics import a\n", Path("metrics") / "__init__.py": ""}
+    assert import_circles(import_graph(sources)) == [["metrics.a", "metrics.b"]]
+    assert import_circles(import_graph({k: v for k, v in sources.items() if k.name != "b.py"})) == []

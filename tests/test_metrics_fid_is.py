@@ -1,7 +1,5 @@
 """FID / IS plumbing (torchmetrics) with small real feature networks and closed forms."""
 
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +7,12 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from sdegen.metrics import fid_is
-from sdegen.commands.eval import classifier_domain_metrics
-from sdegen.errors import UserError
-from sdegen.metrics.features import RawFeatures, as_uint8_rgb, infer_num_features, load_inception
-from sdegen.metrics.inception import TorchScriptInception
 from sdegen.data.gmm import GMMDataModule
+from sdegen.errors import UserError
+from sdegen.metrics import fid_is
+from sdegen.metrics.features import RawFeatures, as_uint8_rgb, infer_num_features
+from sdegen.metrics.inception import TorchScriptInception, load_inception
+from sdegen.metrics.suite import classifier_domain_metrics
 
 
 def closed_form_fid(mu1, cov1, mu2, cov2):
@@ -156,7 +154,7 @@ def test_classifier_domain_metrics_on_the_test_bed():
     data = GMMDataModule()
     x, y = data.mixture.sample(600, generator=torch.Generator().manual_seed(7))
     clf = MixtureClassifier(data.mixture)
-    out = classifier_domain_metrics(clf, data, {"x": x.numpy(), "y": y.numpy()}, t=1e-5, n_ref=2000, splits=2)
+    out = classifier_domain_metrics(clf, data, {"x": x.numpy(), "labels": y.numpy()}, t=1e-5, n_ref=2000, splits=2)
     expected_acc = float((data.mixture.class_log_posterior(x).argmax(1) == y).double().mean())
     assert out["classifier_accuracy"] == pytest.approx(expected_acc)
     assert out["classifier_accuracy"] > 0.9
@@ -170,7 +168,7 @@ def test_classifier_domain_metrics_on_the_test_bed():
     assert shifted["classifier_kid_mean"] > 10 * shifted["classifier_kid_std"] > 0
     assert shifted["classifier_precision"] < 0.2 and shifted["classifier_recall"] < 0.2
     # wrong labels are caught: accuracy of shifted labels is low
-    bad = classifier_domain_metrics(clf, data, {"x": x.numpy(), "y": ((y + 1) % 4).numpy()}, t=1e-5, n_ref=500)
+    bad = classifier_domain_metrics(clf, data, {"x": x.numpy(), "labels": ((y + 1) % 4).numpy()}, t=1e-5, n_ref=500)
     assert bad["classifier_accuracy"] < 0.2
     assert 1 < out["classifier_is_mean"] <= data.num_classes + 1e-6
 

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from sdegen import cli
-from sdegen.report.build import (build_report, config_label, differences_markdown, markdown_table, pooled_seed_std,
-                                 seed_spread_differences)
+from sdegen.report.build import build_report
+from sdegen.report.runs import config_label
+from sdegen.report.tables import differences_markdown, markdown_table, pooled_seed_std, seed_spread_differences
 
 CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
            ("subvp", "linear", "subVP-linear"), ("subvp", "cosine", "subVP-cosine")]
@@ -87,7 +88,8 @@ def test_report_table_and_figures(tmp_path, png):
     assert "| VP-cosine |" in md and "—" in md.split("| VP-cosine |")[1].split("\n")[0]
     assert "100.00 (N=1)" in md  # VE: a single run with metrics
     # steps and minutes from train_summary.json: 40 steps each, 1.0 and 1.1 min
-    assert table.loc["VP-linear", "steps_mean"] == 40 and table.loc["VP-linear", "train_minutes_mean"] == pytest.approx(1.05)
+    assert table.loc["VP-linear", "steps_mean"] == 40
+    assert table.loc["VP-linear", "train_minutes_mean"] == pytest.approx(1.05)
     assert "| Steps | Train (min) | FID |" in md and "| 40 (N=2) | 1.1 ± 0.1 (N=2) |" in md
     assert "KID" not in md  # no run has it: the column is left out
     # the best FID (lowest: VE's 100) in bold

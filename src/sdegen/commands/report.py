@@ -1,5 +1,5 @@
 """``sdegen report RUN_OR_MULTIRUN_DIR``: the thesis's tables and figures from a run or a sweep,
-written into ``<dir>/report/`` (or ``out_dir=``); see ``sdegen.report.build``."""
+written into ``<dir>/report/`` (or ``out_dir=``); see ``sdegen.report``."""
 
 from __future__ import annotations
 

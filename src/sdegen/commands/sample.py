@@ -5,8 +5,9 @@
     sdegen sample model=gmm data=gmm compare=[pc,em,ode,dpm_solver]
     sdegen sample ckpt=... task=inpaint task.mask.kind=half      (task=colorize likewise)
 
-Writes into the run folder: ``samples.npz`` (``x`` float32 N×C×H×W in data space, ``images`` uint8
-N×H×W×C for image data, ``y`` labels when guided, ``nfe`` (total), ``nfe_per_batch``, ``seconds``),
+Writes into the run folder: ``samples.npz`` (``runtime.samples_file``: ``x`` float32 N×C×H×W in data
+space, ``images`` uint8 N×H×W×C for image data, ``labels`` when guided, ``nfe``, ``nfe_total``,
+``nfe_per_batch``, ``seconds``),
 ``grid.png``, ``evolution.png``, ``compare.png`` (with ``compare=``) and ``metrics.json``.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import samplers, viz
+from ..runtime import samples_file
 from ..runtime.config import group_config
 from ..runtime.generation import check_finite, generate
 from ..runtime.loggers import log_metrics
@@ -85,21 +87,14 @@ def main(cfg):
     gen = generate(setup, score_fn, sampler_cfg, n, batch_size=batch_size, generator=setup.generator(),
                    snapshot_every=_auto_snapshot_every(cfg, sampler_cfg), progress=progress)
     seconds = time.perf_counter() - start
-    x = data.unscale(gen.x).float()
-    arrays = {"x": x.numpy().astype(np.float32), "nfe": np.int64(round(gen.nfe)), "nfe_total": np.int64(gen.nfe_total),
-              "nfe_per_batch": np.asarray(gen.nfe_per_batch, dtype=np.int64), "seconds": np.float64(seconds)}
-    if gen.labels is not None:
-        arrays["y"] = gen.labels.numpy().astype(np.int64)
-    is_image = bool(getattr(data, "is_image", False))
-    images = viz.to_uint8_images(x) if is_image else viz.to_uint8_images(x, value_range=None)
-    if is_image:
-        arrays["images"] = images
+    arrays = samples_file.samples_arrays(gen, data, seconds)
+    images = arrays["images"] if "images" in arrays else viz.to_uint8_images(arrays["x"], value_range=None)
     metrics = {"nfe": gen.nfe, "nfe_total": gen.nfe_total, "seconds": seconds,
                "samples_per_second": n / max(seconds, 1e-9)}
     compare_panels = compare_samplers(setup, score_fn, compare, min(n, batch_size), progress=progress) if compare else None
 
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", **arrays)
+    samples_file.write_samples(out / "samples.npz", arrays)
     save_config(cfg, setup, out)
     if gen.labels is not None and len(np.unique(gen.labels.numpy())) > 1:
         lab = gen.labels.numpy()  # class-guided: one row per class (at most 16 samples each)
@@ -198,7 +193,7 @@ def run_task(task: str, cfg, setup, score_fn, out):
                "resample": int(cfg.task.get("resample") or cfg.sampler.get("resample", 1)),
                "mse_to_original": float(((imputed - originals) ** 2).mean())}
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", **arrays)
+    samples_file.write_samples(out / "samples.npz", arrays)
     save_config(cfg, setup, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if getattr(setup.data, "is_image", False):

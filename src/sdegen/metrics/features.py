@@ -3,10 +3,8 @@
 Every extractor is an ``nn.Module`` with ``num_features`` (what torchmetrics'
 ``FrechetInceptionDistance(feature=module)`` needs) and ``forward(x) -> (N, num_features)``:
 
-* ``load_inception(kind, weights)`` / ``InceptionView``: the FID Inception found by
-  ``inception.resolve_inception`` (safe loading, TF1 resize on every path), ``kind="pool"`` 2048-d
-  pool3 features (FID, KID, precision/recall), ``kind="logits"`` 1008-d unbiased logits (IS; only
-  torch-fidelity's weights have them, the offline TorchScript network does not).
+* the FID Inception: ``inception.load_inception`` / ``inception.InceptionView`` (this module is below
+  ``inception``, which feeds its images through ``as_uint8_rgb``).
 * ``RawFeatures``: the flattened coordinates, for non-image data (the Gaussian-mixture test bed).
 * ``ClassifierFeatures``: the project's time-dependent classifier at t = eps — ``model.features``
   (FID in its feature space) or ``model(x, t)`` logits (IS / accuracy).  An offline domain metric.
@@ -54,42 +52,6 @@ class RawFeatures(nn.Module):
 
     def forward(self, x):
         return x.reshape(x.shape[0], -1).double()
-
-
-class InceptionView(nn.Module):
-    """One output of a resolved Inception (``inception.resolve_inception``) as a module:
-    ``kind="pool"`` 2048-d pool3 features (FID/KID/precision/recall), ``kind="logits"`` 1008 logits (IS)."""
-
-    def __init__(self, network: nn.Module, kind: str = "pool"):
-        super().__init__()
-        if kind not in ("pool", "logits"):
-            raise ValueError(f"kind must be pool or logits, got {kind!r}")
-        self.network, self.kind = network, kind
-        self.num_features = 2048 if kind == "pool" else 1008
-
-    def forward(self, x):
-        return self.network(x) if self.kind == "pool" else self.network.logits(x)
-
-
-def load_inception(kind: str = "pool", weights: str | None = None, trust_torchscript: bool = False) -> nn.Module:
-    """The FID Inception (see ``inception.resolve_inception``: explicit file, torch hub cache, installed
-    TorchScript) viewed as pool3 features or IS logits; ``UserError`` when unusable or without logits."""
-    from ..errors import UserError
-    from .inception import FIDELITY_URL, resolve_inception
-
-    network, identity = resolve_inception(weights, trust_torchscript, logits=kind == "logits")
-    if kind == "logits" and not identity["has_logits"]:
-        raise UserError(f"{identity['source']} is a pool3-only Inception: it gives FID but not IS; for IS "
-                        f"download {FIDELITY_URL} and pass eval.inception_weights=PATH")
-    view = InceptionView(network, kind)
-    view.identity = identity
-    return view
-
-
-def is_torchscript(path) -> bool:
-    from .inception import is_torchscript as check
-
-    return check(path)
 
 
 class ClassifierFeatures(nn.Module):

@@ -238,7 +238,7 @@ def _download_fidelity(dest: Path, timeout: float = 20.0) -> bool:
     try:
         torch.hub.download_url_to_file(FIDELITY_URL, str(dest), hash_prefix=FIDELITY_SHA256_PREFIX, progress=False)
         return True
-    except Exception as err:  # offline, proxy, hash mismatch: fall back to the installed network
+    except (OSError, RuntimeError, ValueError) as err:  # offline (URLError), proxy, hash mismatch: fall back
         log.info("could not download %s (%s: %s)", FIDELITY_URL, type(err).__name__, err)
         return False
     finally:
@@ -291,6 +291,34 @@ def resolve_inception(weights_path=None, trust_torchscript: bool = False, *, log
     return module.eval(), identity
 
 
-__all__ = ["resolve_inception", "tf1_bilinear_resize", "inception_input", "FidelityInception",
-           "TorchScriptInception", "load_state_dict_safely", "build_fidelity_inception", "is_torchscript",
+class InceptionView(nn.Module):
+    """One output of a resolved Inception (``resolve_inception``) as a module:
+    ``kind="pool"`` 2048-d pool3 features (FID/KID/precision/recall), ``kind="logits"`` 1008 logits (IS)."""
+
+    def __init__(self, network: nn.Module, kind: str = "pool"):
+        super().__init__()
+        if kind not in ("pool", "logits"):
+            raise ValueError(f"kind must be pool or logits, got {kind!r}")
+        self.network, self.kind = network, kind
+        self.num_features = 2048 if kind == "pool" else 1008
+
+    def forward(self, x):
+        return self.network(x) if self.kind == "pool" else self.network.logits(x)
+
+
+def load_inception(kind: str = "pool", weights: str | None = None, trust_torchscript: bool = False) -> nn.Module:
+    """The FID Inception (see ``resolve_inception``: explicit file, torch hub cache, installed
+    TorchScript) viewed as pool3 features or IS logits; ``UserError`` when unusable or without logits."""
+    network, identity = resolve_inception(weights, trust_torchscript, logits=kind == "logits")
+    if kind == "logits" and not identity["has_logits"]:
+        raise UserError(f"{identity['source']} is a pool3-only Inception: it gives FID but not IS; for IS "
+                        f"download {FIDELITY_URL} and pass eval.inception_weights=PATH")
+    view = InceptionView(network, kind)
+    view.identity = identity
+    return view
+
+
+__all__ = ["resolve_inception", "load_inception", "InceptionView", "tf1_bilinear_resize", "inception_input",
+           "FidelityInception", "TorchScriptInception", "load_state_dict_safely", "build_fidelity_inception",
+           "is_torchscript",
            "installed_torchscript_path", "hub_weights_path", "sha256_of", "FID_HELPER_SHA256", "FIDELITY_URL"]

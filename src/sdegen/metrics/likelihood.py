@@ -38,8 +38,8 @@ Bits per dimension (``bits_per_dim``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torchdiffeq import odeint

@@ -63,7 +63,7 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
         return images, (f"MNIST test split (torchvision, a seeded subset of {images.shape[0]:,} of the 10,000 digits, "
                         f"at {mnist_root}; published MNIST FIDs use all 10,000: eval.ref_size=10000)")
     limit = getattr(data, "limit", None)
-    if limit and hasattr(data, "_splits"):  # data.limit shrinks a (debug) run's splits; the reference is the whole split
+    if limit and hasattr(data, "_splits"):  # data.limit shrinks a (debug) run's splits, not the reference
         data = copy.copy(data)
         data.limit, data._splits = None, {}
     ref = data.reference(n, split=split, generator=torch.Generator().manual_seed(int(seed)))
@@ -76,6 +76,6 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
     images = as_uint8_rgb(data.unscale(x).clamp(0, 1))[:, : data.shape[0]].contiguous()
     note = ""
     if is_mnist(data) and images.shape[0] < MNIST_TEST_SIZE:
-        note = (f"; not the 10,000-digit MNIST test split, so FID is biased upward and not comparable to published "
-                f"numbers (give eval.mnist_root=../shared/data)")
+        note = ("; not the 10,000-digit MNIST test split, so FID is biased upward and not comparable to published "
+                "numbers (give eval.mnist_root=../shared/data)")
     return images, f"{name} '{split}' split: {images.shape[0]:,} images{note}"

@@ -50,8 +50,9 @@ def extract_features(features_fn, x: torch.Tensor, *, batch_size: int = 250, dev
 
 def features_cache_file(cache_dir, name: str, identity: dict, reference: torch.Tensor, description: str,
                         tag: str = "features") -> Path:
-    """``<cache_dir>/<name>_<n>_<tag>_<hash>.pt`` (tag: e.g. inception, raw): the hash covers the feature network's identity (network,
-    sha256, resize) and the reference images themselves, so stale features are never reused."""
+    """``<cache_dir>/<name>_<n>_<tag>_<hash>.pt`` (tag: e.g. inception, raw): the hash covers the feature
+    network's identity (network, sha256, resize) and the reference images themselves, so stale features are
+    never reused."""
     digest = hashlib.sha1(reference.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
     key = {"identity": identity, "reference_sha1": digest, "description": description}
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
