@@ -57,7 +57,8 @@ def _alg2(steps: int, end_noise: float, s_noise: float) -> tuple:
 
 #: EDM's Heun: Alg. 1 (deterministic, end σ/α 0.005) up to 11 and from 25 steps; at 12–24 steps Alg. 2 with an
 #: end point and S_noise < 1 per step count, fitted on the shifted grid (the added noise cancels Heun's own
-#: over-dispersion)
+#: over-dispersion).  The rows lie on 1 − S_noise = 0.0381 (17/steps)^1.77 and end_noise = 0.0371 √(1 − S_noise)
+#: within 0.001 and 3 %; the gap moves by about 1.2 × the change in S_noise, so the fitted values are kept
 HEUN = (
     (11, _ALG1),
     _alg2(12, 0.0097, 0.930),
