@@ -2,6 +2,8 @@
 minimiser, the noise-level distributions, the YAMLs against the code, and stored configs read as the group."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -223,3 +225,22 @@ def test_stored_configs_with_weighting_and_sigma_data_read_as_the_group():
     module = ScoreModule(cfg, SDES["vp"](), data)
     assert type(module.loss_fn) is DSMLoss and module.loss_fn.reduction == "sum"
     assert OmegaConf.to_container(module.cfg.loss) == {"name": "sigma2", "reduction": "sum"}
+
+
+@pytest.mark.slow
+def test_a_run_stored_with_weighting_and_sigma_data_resumes(tiny_run_copy, tmp_path):
+    """A checkpoint whose stored config has loss.weighting/loss.sigma_data resumes under today's default loss
+    group; the resumed run trains with the stored loss and stores it with the group's keys."""
+    old = {"weighting": "sigma2", "reduction": "sum", "sigma_data": 0.5, "p_mean": -1.2, "p_std": 1.2}
+    for file in (tiny_run_copy / "checkpoints").glob("*.ckpt"):
+        checkpoint = torch.load(file, weights_only=True)
+        checkpoint["sdegen"]["cfg"]["loss"] = dict(old)
+        torch.save(checkpoint, file)
+    step = torch.load(tiny_run_copy / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    out = subprocess.run([sys.executable, "-m", "sdegen", "train", f"resume={tiny_run_copy}",
+                          f"trainer.max_steps={step + 1}", f"hydra.run.dir={tmp_path / 'resumed'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    resumed = [torch.load(f, weights_only=True) for f in tmp_path.rglob("last.ckpt") if "resumed" in str(f)]
+    assert resumed and resumed[0]["global_step"] == step + 1
+    assert resumed[0]["sdegen"]["cfg"]["loss"] == {"name": "sigma2", "reduction": "sum"}

@@ -58,7 +58,7 @@ def resumed_config(cfg, stored: dict, source):
     # today's defaults under the stored run (keys added since the run was saved get their defaults)
     stored = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
     merged = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(cfg, resolve=False)), stored)
-    for key in ("sde", "schedule", "model", "data", "task", "logger", "sample_grid.sampler"):  # whole choices
+    for key in ("sde", "schedule", "model", "data", "task", "loss", "logger", "sample_grid.sampler"):  # whole choices
         if OmegaConf.select(stored, key, default=None) is not None:
             OmegaConf.update(merged, key, OmegaConf.select(stored, key), merge=False)
     given = {key.split("@", 1)[-1] for key in cli_overrides() if not key.startswith("hydra")}
