@@ -23,7 +23,7 @@ from sdegen.commands.train import nonfinite_message
 from sdegen.errors import UserError
 from sdegen.runtime import registry
 from sdegen.runtime.checkpoints import find_checkpoint, load_classifier, load_score_model
-from sdegen.runtime.rundir import LOCK, RunLock
+from sdegen.runtime.rundir import LOCK, RunLock, check_free
 
 REPO = Path(__file__).resolve().parents[1]
 SDEGEN = [sys.executable, "-m", "sdegen"]
@@ -239,6 +239,13 @@ def test_a_locked_or_finished_run_folder_refuses_a_new_train(run, tmp_path, caps
         sleeper.wait()
     one_line(code, lines, f"{busy} is in use by `sdegen train` (PID {sleeper.pid}")
     assert not (busy / "config.yaml").exists() and not (busy / "checkpoints").exists()
+    # the same checks without keeping the lock (before Hydra writes into a given hydra.run.dir)
+    with pytest.raises(UserError, match="already holds a run"):
+        check_free(run, "train")
+    check_free(run, "sample")  # other commands may write beside a finished run (e.g. RUN/eval)
+    check_free(run, "train", resume=run / "checkpoints" / "last.ckpt")
+    check_free(tmp_path / "nowhere", "train")
+    assert not (tmp_path / "nowhere").exists() and not (run / LOCK).exists()
     # resume= naming the run passes the folder check (here: nothing left to train, so it stops there)
     with pytest.raises(UserError, match=r"trainer\.max_steps=6 leaves nothing to train: .* is at step 6"):
         train_main(config(f"resume={run}"), run_dir=run)
@@ -277,6 +284,28 @@ def test_inpaint_with_a_class_conditional_checkpoint(run, tmp_path, capsys, monk
     np.testing.assert_allclose(f["random"]["samples"][known], f["random"]["originals"][known], atol=1e-5)
     np.testing.assert_array_equal(f["random"]["samples"], f["again"]["samples"])  # labels drawn from the seed
     assert not np.allclose(f["random"]["samples"][~known], f["label"]["samples"][~known])
+
+
+@pytest.mark.slow
+def test_colorize_with_a_class_conditional_checkpoint(tmp_path, monkeypatch):
+    """A class-conditional model of 8×8 RGB images with 3 classes: colorization keeps the grey level exactly
+    (where no channel was clipped to [0, 1] on the way to data space)."""
+    from sdegen.tasks.colorize import decouple
+
+    images = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "rgb.npz", images=images, labels=np.arange(24) % 3)
+    train_main(config("data=npz", f"data.train_file={tmp_path / 'rgb.npz'}", "data.batch_size=4"),
+               run_dir=tmp_path / "rgb")
+    assert torch.load(tmp_path / "rgb" / "checkpoints" / "last.ckpt", weights_only=True)["sdegen"]["data"][
+        "num_classes"] == 3
+    monkeypatch.chdir(tmp_path)
+    cli.main(["sdegen", "sample", f"ckpt={tmp_path / 'rgb'}", "task=colorize", "n_samples=2", "sampler.steps=3",
+              "progress=false", f"hydra.run.dir={tmp_path / 'out'}"])
+    f = np.load(tmp_path / "out" / "samples.npz")
+    grey = lambda x: decouple(torch.as_tensor(x))[:, 0]  # noqa: E731 - the observed coordinate
+    inside = torch.as_tensor(((f["samples"] > 0) & (f["samples"] < 1)).all(1))  # images are clipped to [0, 1]
+    assert inside.float().mean() > 0.5
+    torch.testing.assert_close(grey(f["samples"])[inside], grey(f["originals"])[inside], atol=1e-5, rtol=0)
 
 
 def test_inpaint_draws_labels_per_batch_for_a_guided_score():

@@ -1,5 +1,6 @@
-"""Checkpoints that survive faults: atomic writes, fallback to the newest loadable checkpoint, resume with
-the stored config, SIGINT/SIGTERM save a final checkpoint and say how to resume."""
+"""Checkpoints that survive faults: atomic writes, a run folder's fallback to its newest loadable periodic
+checkpoint (a named file is that file), resume with the stored config, SIGINT/SIGTERM save a final checkpoint
+and say how to resume."""
 
 import os
 import signal
@@ -29,8 +30,9 @@ class Unpicklable:
 def test_atomic_save_keeps_the_old_file_when_the_write_fails(tmp_path):
     path = tmp_path / "last.ckpt"
     atomic_save(fake(3), path)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as err:
         atomic_save({"x": Unpicklable()}, path)
+    assert err.value.filename == str(path)  # the one-line error names the file
     assert torch.load(path, weights_only=True)["global_step"] == 3  # intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
@@ -48,8 +50,14 @@ def test_find_checkpoint_falls_back_to_the_newest_loadable_one(tmp_path, capsys)
     assert path.name == "step_0000006.ckpt" and checkpoint["global_step"] == 6
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sdegen: warning:") and "using step_0000006.ckpt (step 6)" in err[0]
-    # a file given explicitly also falls back within its folder; nothing loadable is one UserError
-    assert find_checkpoint(folder / "last.ckpt")[0].name == "step_0000006.ckpt"
+    # a file given explicitly is that file: unreadable is one UserError, never a sibling
+    with pytest.raises(UserError, match=r"last\.ckpt is not a readable checkpoint"):
+        find_checkpoint(folder / "last.ckpt")
+    # the fallback of a run folder stays among the run's own periodic checkpoints (step_*.ckpt)
+    atomic_save(fake(99), folder / "other.ckpt")
+    assert "other.ckpt" not in [p.name for p in candidates(tmp_path / "run")]
+    assert find_checkpoint(tmp_path / "run")[0].name == "step_0000006.ckpt"
+    # nothing loadable is one UserError
     for p in folder.iterdir():
         p.write_bytes(b"junk")
     with pytest.raises(UserError, match="none of the 4 checkpoints"):

@@ -137,15 +137,15 @@ def finished_run(folder) -> str | None:
 
 
 def claim(folder, command: str, resume=None) -> RunLock:
-    """The lock of ``folder`` for ``sdegen <command>`` (use as ``with claim(...):``), refusing a folder that
-    already holds a run (``finished_run``) unless ``resume`` names that run: a new run never mixes its
-    checkpoints, metrics and config with another's.  DDP ranks other than 0 check nothing."""
+    """The lock of ``folder`` for ``sdegen <command>`` (use as ``with claim(...):``); for ``train``, a folder
+    that already holds a run (``finished_run``) is refused unless ``resume`` names that run: a new run never
+    mixes its checkpoints, metrics and config with another's.  DDP ranks other than 0 check nothing."""
     folder = Path(folder)
     lock = RunLock(folder, command)
     if _is_worker():
         return lock
     lock.acquire()
-    found = finished_run(folder)
+    found = finished_run(folder) if command == "train" else None
     if found is not None:
         named = Path(str(resume)).expanduser().resolve() if resume else None
         if named is None or folder.resolve() not in (named, *named.parents):
@@ -153,3 +153,11 @@ def claim(folder, command: str, resume=None) -> RunLock:
             raise UserError(f"{folder} already holds a run ({found}); choose another hydra.run.dir, or continue "
                             f"that run with resume={folder}")
     return lock
+
+
+def check_free(folder, command: str, resume=None) -> None:
+    """The ``UserError`` that ``claim`` would raise for ``folder``, without keeping the lock: a check to run
+    before anything (Hydra's ``.hydra/``, ``cli.log``) is written into a given ``hydra.run.dir``."""
+    folder = Path(str(folder)).expanduser()
+    if folder.is_dir():
+        claim(folder, command, resume).release()
