@@ -4,7 +4,7 @@
 
 1. Inception (the resolved network) throughput: images per second at 28×28 → 299×299.
 2. Resize: FID between two disjoint real MNIST sets with the TF1 resize (published pipeline) and
-   with PyTorch's half-pixel bilinear (the old TorchScript path) — the size of the discrepancy.
+   with PyTorch's half-pixel bilinear — the size of the discrepancy.
 3. FID vs KID vs n: real-vs-real (embedded 500-digit split against 1000 MNIST test digits) at
    several n: FID's upward bias at small n, KID's absence of one.
 4. bits/dim cost and per-image standard error vs eval.bpd.n_probes on a checkpoint (32 test digits).
