@@ -154,7 +154,7 @@ def test_classifier_space_gets_kid_and_precision_recall(tmp_path):
     np.savez(tmp_path / "samples.npz", x=x.numpy())
     _, m = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000",
                     f"eval.classifier_ckpt={clf}")
-    assert m["n_reference"] == 2000 and m["classifier_n_real"] == 2000  # the same reference in both spaces
+    assert m["n_reference"] == 2000 and m["classifier_n_reference"] == 2000  # the same reference in both spaces
     assert abs(m["classifier_kid_mean"]) < 3 * m["classifier_kid_std"]
     assert 0 <= m["classifier_precision"] <= 1 and 0 <= m["classifier_recall"] <= 1
     assert m["classifier_recall"] > 0.5 and m["classifier_precision"] > 0.5

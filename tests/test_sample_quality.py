@@ -99,7 +99,7 @@ def test_feature_metrics_fid_closed_form_through_a_feature_network():
     expected = float(((W @ np.full(5, 0.5)) ** 2).sum() + np.trace(c1 + c2 - 2 * scipy.linalg.sqrtm(c1 @ c2).real))
     out = feature_metrics(net, real, fake, kid_subsets=5, kid_subset_size=500, batch_size=1000, prefix="x_")
     assert abs(out["x_fid"] - expected) < 0.05 * expected
-    assert out["x_kid_mean"] > 0 and out["x_n_fake"] == 4000 and out["x_kid_subset_size"] == 500
+    assert out["x_kid_mean"] > 0 and out["x_n_samples"] == 4000 and out["x_kid_subset_size"] == 500
     same = feature_metrics(RawFeatures(5), real[:300], real[:300], kid_subsets=5, kid_subset_size=100)
     assert same["precision"] == 1.0 and same["recall"] == 1.0 and abs(same["fid"]) < 1e-6
 

@@ -42,9 +42,10 @@ def test_files_written_by_sample_and_eval_use_the_vocabulary(tmp_path):
 
 
 def test_the_vocabulary_names_one_key_per_concept():
-    """The old names are not keys: labels not y, nfe not sampler_nfe."""
+    """The old names are not keys: labels not y, nfe not sampler_nfe, n_samples not n_fake."""
     assert "y" not in samples_file.SAMPLES_KEYS and samples_file.SAMPLES_KEY_ALIASES == {"y": "labels"}
     assert not samples_file.is_metrics_key("sampler_nfe") and samples_file.is_metrics_key("nfe")
+    assert not samples_file.is_metrics_key("n_fake") and not samples_file.is_metrics_key("classifier_n_real")
     assert samples_file.is_metrics_key("classifier_fid") and not samples_file.is_metrics_key("classifier_nope")
     with pytest.raises(ValueError, match="not in SAMPLES_KEYS"):
         samples_file.write_samples("unused.npz", {"x": np.zeros((1, 1, 2, 2)), "y": np.zeros(1)})

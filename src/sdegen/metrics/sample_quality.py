@@ -82,7 +82,7 @@ def metrics_of_features(real: torch.Tensor, fake: torch.Tensor, *, kid_subsets: 
     precision, recall = precision_recall(real, fake, k=k)
     out = {"fid": fid_is.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
            "kid_subset_size": size, "precision": precision, "recall": recall, "pr_k": int(k),
-           "n_fake": int(fake.shape[0]), "n_real": int(real.shape[0])}
+           "n_samples": int(fake.shape[0]), "n_reference": int(real.shape[0])}
     return {prefix + key: value for key, value in out.items()}
 
 

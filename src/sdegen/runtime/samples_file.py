@@ -50,7 +50,6 @@ METRICS_KEYS = {
     "features": "feature space of FID/KID/PR: inception or raw", "feature_network": "the feature network's identity",
     "reference": "the real data compared against", "fid_reference": "the cached reference features",
     "n_samples": "samples evaluated", "n_reference": "real samples of the reference",
-    "n_fake": "samples evaluated (feature metrics)", "n_real": "real samples (feature metrics)",
     "fid": "Fréchet distance", "kid_mean": "kernel distance (unbiased MMD²)", "kid_std": "its std over subsets",
     "kid_subset_size": "KID subset size", "precision": "k-NN precision", "recall": "k-NN recall",
     "pr_k": "k of precision/recall", "is_mean": "Inception Score", "is_std": "its std over splits",
@@ -69,8 +68,8 @@ METRICS_KEYS = {
 }
 CLASSIFIER_PREFIX = "classifier_"
 #: figures of ``eval.classifier_ckpt``: ``classifier_<key>``
-CLASSIFIER_KEYS = ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall", "pr_k", "n_fake",
-                   "n_real", "is_mean", "is_std", "accuracy")
+CLASSIFIER_KEYS = ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall", "pr_k", "n_samples",
+                   "n_reference", "is_mean", "is_std", "accuracy")
 #: ``task=inpaint|colorize`` samples: their imputed images are the samples
 TASK_SAMPLES_KEY = "samples"
 #: image samples given as floats may lie this far outside [0, 1] (data space) or the model's range
