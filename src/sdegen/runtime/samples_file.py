@@ -55,7 +55,6 @@ METRICS_KEYS = {
     "pr_k": "k of precision/recall", "is_mean": "Inception Score", "is_std": "its std over splits",
     "gap": "exact log-likelihood gap, nats/dim (test bed)", "gap_se": "its standard error",
     "gap_target": "the density the gap is taken against",
-    "classifier_accuracy": "the classifier's accuracy on labelled samples",
     "bpd": "bits/dim", "bpd_std": "its std over points", "bpd_sem": "standard error of the mean",
     "bpd_n": "points", "bpd_nfe": "ODE score evaluations per point", "bpd_n_probes": "Hutchinson probes",
     "bpd_se_rms": "root-mean-square per-point standard error", "bpd_exact": "exact bits/dim (test bed)",
@@ -67,7 +66,7 @@ METRICS_KEYS = {
     "judge_class_counts": "samples per judged class", "judge_copy_threshold": "the copy threshold",
 }
 CLASSIFIER_PREFIX = "classifier_"
-#: figures of ``eval.classifier_ckpt``: ``classifier_<key>``
+#: figures of ``eval.classifier_ckpt``: ``classifier_<key>`` (``accuracy``: on labelled samples)
 CLASSIFIER_KEYS = ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall", "pr_k", "n_samples",
                    "n_reference", "is_mean", "is_std", "accuracy")
 #: ``task=inpaint|colorize`` samples: their imputed images are the samples
