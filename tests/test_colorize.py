@@ -73,7 +73,8 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
     setup = SimpleNamespace(sde=sde, data=Data(), device=torch.device("cpu"), score_model=None,
                             generator=lambda seed=0: torch.Generator().manual_seed(int(seed)))
     cfg = OmegaConf.create({"n_samples": 6, "batch_size": 3, "seed": 0, "progress": False, "output_dir": str(tmp_path),
-                            "sampler": {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")), "steps": 10},
+                            "sampler": {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")),
+                                        "steps": 10},
                             "task": {"name": "colorize", "split": "test", "resample": 1}})
     from sdegen.commands.sample import run_task
 

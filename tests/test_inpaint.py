@@ -50,7 +50,8 @@ def test_initial_state_is_drawn_at_the_prior_scale():
         seen["x"] = x
         return type("R", (), {"x": x, "nfe": 0})()
 
-    impute(lambda x, t: x, sde, {"_target_": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    impute(lambda x, t: x, sde, {"_target_": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2),
+           torch.ones(1, 1, 2, 2))
     assert abs(float(seen["x"].std()) - sde.prior_std) < 0.05 * sde.prior_std
 
 
@@ -131,7 +132,8 @@ def test_inpaint_command_on_the_test_bed(tmp_path, sampler):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "sdegen", "sample", "task=inpaint", "model=gmm", "data=gmm",
                            "n_samples=16", *sampler, "task.mask.kind=half", "task.resample=2",
-                           f"hydra.run.dir={out}", "progress=false"], capture_output=True, text=True, cwd=REPO, timeout=300)
+                           f"hydra.run.dir={out}", "progress=false"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     f = np.load(out / "samples.npz")
     assert f["samples"].shape == f["originals"].shape == (16, 1, 4, 4)
@@ -144,8 +146,8 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
     """Image data: samples.npz and the masked / imputed / original figure (thesis Fig. 4.12)."""
     from types import SimpleNamespace
 
-    from sdegen.data.mnist import EmbeddedMNISTDataModule
     from sdegen.commands.sample import run_task
+    from sdegen.data.mnist import EmbeddedMNISTDataModule
 
     data = EmbeddedMNISTDataModule()
     sde = VPSDE(LinearSchedule())

@@ -100,7 +100,8 @@ class RunLock:
                     return self  # this process (a nested command) or its DDP parent holds it
                 if holder is not None and (holder[1] != host or _alive(holder[0])):
                     raise UserError(f"{self.folder} is in use by `sdegen {holder[2]}` (PID {holder[0]} on "
-                                    f"{holder[1]}); wait for it to finish or choose another hydra.run.dir") from None
+                                    f"{holder[1]}); wait for it to finish or choose another hydra.run.dir "
+                                    f"(delete {self.path} if no such command runs)") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:
