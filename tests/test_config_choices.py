@@ -11,7 +11,7 @@ from sdegen.runtime.setup import check_model_args
 
 #: groups of each command's defaults list (`group@package` for packaged groups)
 COMMAND_GROUPS = {
-    "train": ["sde", "schedule", "model", "data", "task", "sampler@sample_grid.sampler", "trainer", "logger",
+    "train": ["sde", "schedule", "loss", "model", "data", "task", "sampler@sample_grid.sampler", "trainer", "logger",
               "experiment", "debug"],
     "sample": ["sde", "schedule", "model", "data", "sampler", "guidance", "task", "logger", "experiment"],
     "eval": ["sde", "schedule", "model", "data", "sampler", "guidance", "task", "logger", "experiment"],
@@ -35,6 +35,8 @@ def expected_error(command, group, choice):
     name = group.split("@", 1)[0]
     if name == "task" and choice not in TASKS[command]:
         return f"task={choice} is not a task of `sdegen {command}`"
+    if name == "experiment" and choice == "sde_sweep" and command != "train":  # it sets loss=, a train group
+        return f"experiment=sde_sweep is not an experiment of `sdegen {command}`"
     if name == "schedule" and choice == "geometric":
         return "sde=vp is built from a β(t) schedule"
     return None
@@ -44,7 +46,7 @@ def expected_error(command, group, choice):
 def test_every_choice(command, group, choice):
     override = f"{group}={choice}"
     error = expected_error(command, group, choice)
-    if error and group == "task":
+    if error and group in ("task", "experiment"):
         with pytest.raises(UserError, match=error.replace("`", ".").replace("(", ".")):
             cli.check_args(command, [override])
         return
@@ -63,7 +65,8 @@ def test_every_choice(command, group, choice):
 @pytest.mark.parametrize("command", ["train", "sample", "eval"])
 def test_dry_run_of_every_sde_configuration(tmp_path, capsys, command):
     """The whole CLI path (argument checks, composition, guard, check_config) for a sweep, in one process."""
-    cli.main(["sdegen", command, "-m", "sde=vp,subvp", "schedule=linear,cosine", "dry_run=true",
+    loss = ["loss=sigma2"] if command == "train" else []  # a training sweep of SDEs uses a loss that follows them
+    cli.main(["sdegen", command, "-m", "sde=vp,subvp", "schedule=linear,cosine", *loss, "dry_run=true",
               f"hydra.sweep.dir={tmp_path}"])
     out = capsys.readouterr().out
     assert out.count("[sdegen] dry run") == 4

@@ -19,7 +19,7 @@ import re
 import sys
 
 from .errors import UserError
-from .runtime.config import TASKS, config_dir, group_choices  # noqa: F401 - config_dir: scripts use it
+from .runtime.config import TASKS, config_dir, group_choices
 
 COMMANDS = {
     "train": "train a score model or a time-dependent classifier",
@@ -78,13 +78,80 @@ def check_args(command: str, args: list[str]) -> None:
                 continue  # Hydra's sweep functions: leave them to Hydra
             choices = list(TASKS[command]) if group == "task" else group_choices(group)
             for v in (v.strip() for v in value.split(",")):
+                if group == "experiment" and v in choices:
+                    check_experiment(command, v)
                 if v not in choices:
                     if group == "task" and v in group_choices("task"):
-                        raise UserError(f"task={v} is not a task of `sdegen {command}`; its tasks: {', '.join(choices)}")
+                        raise UserError(f"task={v} is not a task of `sdegen {command}`; "
+                                        f"its tasks: {', '.join(choices)}")
                     raise UserError(f"{group}={v} is not a valid choice; valid {group} values: {', '.join(choices)}")
         elif added and not any(key == n or key.startswith((n + ".", n + "/")) for n in OPEN_NODES[command]):
             raise UserError(f"+{key}={value} adds a key that `sdegen {command}` does not read; check the spelling "
                             f"(`sdegen {command} --cfg job` lists the keys)")
+
+
+#: Hydra options after which the command runs nothing of sdegen's (help, printing the config)
+INFO_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--resolve", "-p", "--package",
+              "-sc", "--shell-completion", "--experimental-rerun", "-cp", "--config-path", "-cn", "--config-name",
+              "-cd", "--config-dir")
+#: a multirun with more jobs than this is checked job by job as it runs (inside each job, before its work)
+MAX_CHECKED_JOBS = 64
+
+
+def job_overrides(args: list[str]) -> list[list[str]]:
+    """The override list of every job ``args`` starts: one for a single run, the sweep's combinations for
+    ``-m`` (empty when a sweep function needs Hydra's config search, e.g. ``glob``, or the sweep is large)."""
+    overrides = [a for a in args if not a.startswith("-") and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if not any(a in ("-m", "--multirun") for a in args):
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if any(o.is_sweep_override() and "glob(" in o.input_line for o in parsed):
+        return []
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return jobs if len(jobs) <= MAX_CHECKED_JOBS else []
+
+
+def check_composed(command: str, args: list[str]) -> None:
+    """Compose each job's config (Hydra's compose API) and check it against the typed schema
+    (``runtime.config.check_config``) before Hydra's app starts: a bad value is one line with nothing
+    written (no run folder, no ``.hydra/``, no ``cli.log``).  Incompatible SDE × schedule pairs of a sweep
+    are left to the sweep's own rule (``runtime.sweeps.guard``) inside the job."""
+    if any(a in INFO_FLAGS for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+
+    from .runtime.config import check_config, config_dir, incompatibility
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        for overrides in job_overrides(args):
+            cfg = compose(config_name=command, overrides=overrides)
+            if command != "report" and incompatibility(cfg) is not None:
+                continue  # a single run fails on it in the job (with the same line); a sweep skips it
+            check_config(cfg, command)
+
+
+def _default_groups(path) -> list[str]:
+    """The groups a config's defaults list selects or overrides (``override /loss: sigma2`` -> ``loss``)."""
+    from omegaconf import OmegaConf
+
+    groups = []
+    for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults") or []:
+        for key in entry if isinstance(entry, dict) else []:
+            groups.append(key.replace("override ", "").replace("optional ", "").strip().lstrip("/").split("@")[0])
+    return groups
+
+
+def check_experiment(command: str, name: str) -> None:
+    """An experiment that sets a group the command does not have (e.g. ``loss``, read by train only) is
+    an experiment of another command: one line, before Hydra composes."""
+    own = set(_default_groups(config_dir() / f"{command}.yaml"))
+    other = [g for g in _default_groups(config_dir() / "experiment" / f"{name}.yaml") if g not in own]
+    if other:
+        raise UserError(f"experiment={name} is not an experiment of `sdegen {command}`: it sets the {other[0]} "
+                        f"group, which `sdegen {command}` does not have")
 
 
 def _positional_to_override(command: str, args: list[str]) -> list[str]:
@@ -181,7 +248,7 @@ def _run(command: str, cfg):
         else:
             from .commands import report as module
         return module.main(cfg)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a job's error is raised again once Hydra returns (main())
         message = user_message(err)
         if message is not None:
             _log_to_file(f"sdegen: error: {message}")
@@ -209,11 +276,12 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
         args = _positional_to_override(command, args)
         check_args(command, args)
+        check_composed(command, args)
         _hydra_main(command, argv, args)
     except KeyboardInterrupt:
         print("sdegen: interrupted", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
-    except Exception as err:  # noqa: BLE001 - user errors become one line; bugs keep their traceback
+    except Exception as err:  # user errors become one line; bugs keep their traceback
         message = user_message(err)
         if message is None or verbose:
             raise

@@ -5,10 +5,8 @@ multirun sweeps over SDE configurations is ``runtime.sweeps``."""
 from __future__ import annotations
 
 import importlib.resources
-import math
 from pathlib import Path
 
-import hydra.utils
 from omegaconf import OmegaConf
 
 from ..errors import UserError
@@ -38,7 +36,8 @@ def group_config(group: str, name: str) -> dict:
     """``configs/<group>/<name>.yaml`` as plain data (e.g. a sampler for ``compare=[...]``)."""
     path = config_dir() / group / f"{name}.yaml"
     if not path.is_file():
-        raise UserError(f"{group}={name} is not a valid choice; valid {group} values: {', '.join(group_choices(group))}")
+        valid = ", ".join(group_choices(group))
+        raise UserError(f"{group}={name} is not a valid choice; valid {group} values: {valid}")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
@@ -51,8 +50,10 @@ def to_plain(cfg) -> dict:
 
 
 def build_sde(cfg):
-    """Instantiate the configured SDE (with its schedule)."""
-    return hydra.utils.instantiate(cfg.sde, _convert_="all")
+    """Instantiate the configured SDE (with its schedule) from sdegen's registry of targets."""
+    from .registry import build
+
+    return build(cfg.sde, "sde", _convert_="all")
 
 
 def incompatibility(cfg) -> str | None:
@@ -60,22 +61,15 @@ def incompatibility(cfg) -> str | None:
     if "sde" not in cfg or "schedule" not in cfg:
         return None
     from ..sde import check_compatible
+    from .registry import build, get
 
-    sde_cls = hydra.utils.get_class(cfg.sde._target_)
-    return check_compatible(sde_cls, hydra.utils.instantiate(cfg.schedule))
-
-
-# --- numeric ranges and choices, checked before any work --------------------------------------------
-def _at_least(cfg, key: str, low: int) -> None:
-    value = OmegaConf.select(cfg, key, default=None)
-    if value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low or value != int(value):
-        raise UserError(f"{key} must be an integer >= {low}, got {value!r}")
+    return check_compatible(get(cfg.sde._target_, "sde._target_"), build(cfg.schedule, "schedule"))
 
 
+# --- checks before any work ---------------------------------------------------------------------------------
 def check_sampler(cfg, key: str, sde=None) -> None:
-    """Typos, steps >= 1, resample >= 1 and 0 < eps < T of the sampler config at ``key``."""
+    """Options of the sampler function and 0 < eps < T of the sampler config at ``key`` (types and ranges of
+    each key: ``runtime.schema``)."""
     from ..samplers import split_config
 
     node = OmegaConf.select(cfg, key, default=None)
@@ -89,9 +83,6 @@ def check_sampler(cfg, key: str, sde=None) -> None:
     eps = driver.get("eps")
     if eps is not None and not 0 < float(eps) < T:
         raise UserError(f"{key}.eps must satisfy 0 < eps < T = {T:g}, got {eps}")
-    end_noise = driver.get("end_noise")
-    if end_noise is not None and not float(end_noise) > 0:
-        raise UserError(f"{key}.end_noise must be > 0 (a noise-to-signal ratio σ/α), got {end_noise}")
 
 
 def check_task(cfg, command: str) -> str:
@@ -103,32 +94,22 @@ def check_task(cfg, command: str) -> str:
 
 
 def check_config(cfg, command: str) -> None:
-    """Every range and choice that can be checked from the config alone (before any work)."""
+    """Everything that can be checked from the config alone, before any work: the typed schema of every key
+    (``runtime.schema``: types, ranges, choices, unknown keys) and the relations between keys."""
+    from .schema import validate
+
+    if command != "report":
+        check_task(cfg, command)
+    validate(cfg, command)
     if command == "report":
         return
-    check_task(cfg, command)
-    for key in ("n_samples", "batch_size", "eval.bpd.n_points", "eval.bpd.batch_size", "eval.is_splits",
-                "eval.ref_size", "task.resample", "val_every", "trainer.max_steps", "checkpoint.every_n_steps",
-                "sample_grid.n_samples", "task.eval.n_points", "task.eval.n_times", "threads"):
-        low = 0 if key == "sample_grid.n_samples" else 1
-        if key == "trainer.max_steps" and OmegaConf.select(cfg, key, default=None) == -1:
-            continue  # Lightning's "no limit" (max_time or max_epochs stop the run)
-        _at_least(cfg, key, low)
     for key in ("sampler", "sample_grid.sampler"):
         check_sampler(cfg, key)
     eps = OmegaConf.select(cfg, "sde.eps", default=None)
     T = OmegaConf.select(cfg, "sde.T", default=None)
     if eps is not None and T is not None and not 0 < float(eps) < float(T):
         raise UserError(f"sde.eps must satisfy 0 < eps < sde.T = {T}, got {eps}")
-    lr = OmegaConf.select(cfg, "optim.lr", default=None)
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise UserError(f"optim.lr must be a finite number > 0, got {lr!r}")
-    decay = OmegaConf.select(cfg, "optim.decay", default=None)
-    if decay is not None and str(decay) not in ("none", "linear", "cosine"):
-        raise UserError(f"optim.decay must be none, linear or cosine, got {decay!r}")
-    decay_start = OmegaConf.select(cfg, "optim.decay_start", default=None)
-    if decay_start is not None and not (isinstance(decay_start, (int, float)) and 0 <= decay_start < 1):
-        raise UserError(f"optim.decay_start must be a fraction of trainer.max_steps in [0, 1), got {decay_start!r}")
-    from ..training.speed import check_speed_options
-
-    check_speed_options(cfg)
+    low = OmegaConf.select(cfg, "data.std_min", default=None)
+    high = OmegaConf.select(cfg, "data.std_max", default=None)
+    if low is not None and high is not None and not float(low) <= float(high):
+        raise UserError(f"data.std_min must be <= data.std_max = {high}, got {low}")
