@@ -106,7 +106,7 @@ def test_masks():
     assert abs(1 - float(rnd.mean()) - 0.3) < 0.02
     digits = make_mask("mnist", 3, (3, 32, 32), generator=g)
     assert digits.shape == (3, 1, 32, 32) and 0.05 < 1 - float(digits.mean()) < 0.5
-    with pytest.raises(ValueError, match="unknown mask kind"):
+    with pytest.raises(ValueError, match="task.mask.kind=star is not a mask kind"):
         make_mask("star", 1, (1, 4, 4))
     with pytest.raises(ValueError, match="side"):
         make_mask("half", 1, (1, 4, 4), side="middle")
@@ -163,3 +163,21 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
     known = f["masks"].astype(bool)
     np.testing.assert_allclose(f["samples"][known], f["originals"][known], atol=1e-5)
     assert result["n"] == 4
+
+
+@pytest.mark.parametrize("mask", [["task.mask.kind=circle"], ["task.mask.kind=file"],
+                                  ["task.mask.kind=file", "task.mask.path={d}/none.png"],
+                                  ["task.mask.kind=file", "task.mask.path={d}/text.png"]])
+def test_bad_mask_options_fail_in_one_line(tmp_path, monkeypatch, capsys, mask):
+    from sdegen import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.png").write_text("not an image")
+    args = ["sample", "task=inpaint", "model=gmm", "data=gmm", "n_samples=2", "progress=false",
+            *(m.format(d=tmp_path) for m in mask), f"hydra.run.dir={tmp_path / 'out'}"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        cli.main(["sdegen", *args])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err.value.code == 2 and len(lines) == 1 and lines[0].startswith("sdegen: error: "), lines
+    assert "task.mask." in lines[0] and not (tmp_path / "out").exists()

