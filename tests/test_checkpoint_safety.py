@@ -351,3 +351,19 @@ def test_offline_data_fails_in_one_line_with_the_local_copy_hint(tmp_path, capsy
     one_line(code, lines, f"data={name}: no local copy under data.root={root} and the download failed",
              "data.root=PATH data.download=false", "../shared/data")
     assert not (tmp_path / "out").exists()
+
+
+# --- labels of an npz training file -----------------------------------------------------------------------
+@pytest.mark.parametrize("labels, classes, pattern", [
+    ([0, 1, -1, 2], None, r"labels from -1 to 2; labels must be class indices >= 0"),
+    ([0, 1, 3, 2], 3, r"labels from 0 to 3; labels must be class indices 0\.\.2 \(data\.num_classes=3\)"),
+    ([0.5, 1, 1, 2], None, r"labels of dtype float64; labels must be integers >= 0"),
+])
+def test_npz_labels_must_be_class_indices(tmp_path, labels, classes, pattern):
+    from sdegen.data.images import NpzDataModule
+
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8), dtype=np.uint8), labels=np.asarray(labels))
+    with pytest.raises(UserError, match=pattern):
+        NpzDataModule(str(tmp_path / "d.npz"), num_classes=classes).setup("fit")
+    np.savez(tmp_path / "ok.npz", images=np.zeros((4, 8, 8), dtype=np.uint8), labels=np.asarray([0, 1, 2, 0]))
+    assert NpzDataModule(str(tmp_path / "ok.npz")).num_classes == 3

@@ -221,6 +221,15 @@ class NpzDataModule(ImageDataModule):
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
             raise UserError(f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
                             f"labels must be one integer per image")
+        if labels is not None and len(labels):
+            if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
+                raise UserError(f"data=npz: {path} has labels of dtype {labels.dtype}; labels must be integers >= 0")
+            low, high = int(labels.min()), int(labels.max())
+            classes = self._num_classes
+            if low < 0 or (classes and high >= int(classes)):
+                allowed = f"0..{int(classes) - 1} (data.num_classes={classes})" if classes else ">= 0"
+                raise UserError(f"data=npz: {path} has labels from {low} to {high}; labels must be class indices "
+                                f"{allowed}")
         return images, labels
 
     @property
