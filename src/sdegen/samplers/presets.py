@@ -55,25 +55,22 @@ def _alg2(steps: int, end_noise: float, s_noise: float) -> tuple:
                     "s_noise": s_noise})
 
 
-#: EDM's Heun: Alg. 1 (deterministic, end σ/α 0.005) up to 11 and from 25 steps; at 12–24 steps Alg. 2 with an
-#: end point and S_noise < 1 per step count, fitted on the shifted grid (the added noise cancels Heun's own
-#: over-dispersion).  The rows lie on 1 − S_noise = 0.0381 (17/steps)^1.77 and end_noise = 0.0371 √(1 − S_noise)
-#: within 0.001 and 3 %; the gap moves by about 1.2 × the change in S_noise, so the fitted values are kept
+def heun_s_noise(steps: int) -> float:
+    """Alg. 2's S_noise at 12–24 steps: 1 − S_noise = 0.0381 (17/steps)^1.77 (the added noise cancels Heun's own
+    over-dispersion on the shifted grid; fitted by ``scripts/heun_gaussian_bound.py --churn-table 12 24``)."""
+    return 1.0 - 0.0381 * (17.0 / steps) ** 1.77
+
+
+def heun_end_noise(steps: int) -> float:
+    """Alg. 2's end point σ/α at 12–24 steps: 0.0371 √(1 − S_noise)."""
+    return 0.0371 * math.sqrt(1.0 - heun_s_noise(steps))
+
+
+#: EDM's Heun: Alg. 1 (deterministic, end σ/α 0.005) up to 11 and from 25 steps; at 12–24 steps Alg. 2 with the
+#: end point and S_noise < 1 of the two formulas above (three constants)
 HEUN = (
     (11, _ALG1),
-    _alg2(12, 0.0097, 0.930),
-    _alg2(13, 0.0092, 0.938),
-    _alg2(14, 0.0087, 0.9456),
-    _alg2(15, 0.0081, 0.9535),
-    _alg2(16, 0.0079, 0.9575),
-    _alg2(17, 0.0072, 0.9621),
-    _alg2(18, 0.0068, 0.9666),
-    _alg2(19, 0.0065, 0.9689),
-    _alg2(20, 0.0064, 0.9714),
-    _alg2(21, 0.0062, 0.9734),
-    _alg2(22, 0.0057, 0.9762),
-    _alg2(23, 0.0054, 0.9773),
-    _alg2(24, 0.0053, 0.9787),
+    *(_alg2(steps, round(heun_end_noise(steps), 5), round(heun_s_noise(steps), 4)) for steps in range(12, 25)),
     (INF, _ALG1),
 )
 
@@ -104,4 +101,4 @@ def preset(target, steps: int) -> dict:
     return copy.deepcopy(next((values for bound, values in rows if steps <= bound), {}))
 
 
-__all__ = ["INF", "PRESETS", "DPM_SOLVER", "DPM_SOLVER_SINGLESTEP", "UNIPC", "HEUN", "table", "preset", "target_name"]
+__all__ = ["INF", "PRESETS", "DPM_SOLVER", "DPM_SOLVER_SINGLESTEP", "UNIPC", "HEUN", "heun_s_noise", "heun_end_noise", "table", "preset", "target_name"]
