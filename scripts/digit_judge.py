@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from sdegen.metrics import judge as J
 
-from sdegen.metrics import judge as J  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_JUDGE = REPO / "outputs" / "judge" / "digit_judge.pt"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
