@@ -12,7 +12,9 @@ is the object of one registered path (a sampler function, a model class).  Any o
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import yaml
 
@@ -20,6 +22,17 @@ from ..errors import UserError
 
 #: the key that names what a config node builds
 TARGET = "_target_"
+
+
+def config_dir() -> Path:
+    """Configs ship inside the wheel (``sdegen/configs``); an editable install uses the repo's."""
+    packaged = Path(str(importlib.resources.files("sdegen"))) / "configs"
+    if packaged.is_dir():
+        return packaged
+    repo = Path(__file__).resolve().parents[3] / "configs"
+    if repo.is_dir():
+        return repo
+    raise UserError("cannot find the configs folder (reinstall the package)")
 
 
 def _walk(node, path: str):
@@ -43,8 +56,6 @@ def _walk(node, path: str):
 @functools.cache
 def targets() -> dict[str, str]:
     """``{dotted path: config group}`` of every ``_target_`` in ``configs/**/*.yaml`` (read as plain YAML)."""
-    from .config import config_dir
-
     root = config_dir()
     found: dict[str, str] = {}
     for path in sorted(root.rglob("*.yaml")):
