@@ -71,7 +71,7 @@ def test_log_snr_inverse(name):
 def test_forward_euler_maruyama_matches_marginal(name):
     sde = SDES[name]
     gen = torch.Generator().manual_seed(0)
-    n, steps = 20000, 1000  # Euler–Maruyama's bias at this dt (≈ β dt / 8 of the std) stays far inside 3 %
+    n, steps = 20000, 1000  # Euler–Maruyama's bias at this dt (≈ β dt / 8 of the std) stays inside the 3 % below
     x0 = torch.tensor([1.0, -0.5]).double()
     x = x0.expand(n, 2).clone()
     ts = torch.linspace(0.0, sde.T, steps + 1).double()
