@@ -796,9 +796,9 @@ def field_text(field: FieldInfo) -> str:
 
 
 def _fields_by_key(model: type) -> dict:
-    """``{config key: field}`` of a node, ``_target_`` first."""
+    """``{config key: field}`` of a node, ``_target_`` or ``name`` first."""
     fields = {_key(n, f): f for n, f in model.model_fields.items()}
-    return dict(sorted(fields.items(), key=lambda kv: kv[0] != "_target_"))
+    return dict(sorted(fields.items(), key=lambda kv: kv[0] not in ("_target_", "name")))
 
 
 def _inner_model(field: FieldInfo):
@@ -962,8 +962,7 @@ VOCABULARY = [
 
 def _rows(model: type, defaults, prefix: str, reader: str, skip=()) -> list[str]:
     rows = []
-    for name, field in model.model_fields.items():
-        key = _key(name, field)
+    for key, field in _fields_by_key(model).items():
         if key in skip or (field.description or "").startswith("group"):
             continue
         inner = _inner_model(field)
@@ -974,7 +973,8 @@ def _rows(model: type, defaults, prefix: str, reader: str, skip=()) -> list[str]
         if field.annotation is Any:
             continue
         default = "" if isinstance(defaults, dict) and key not in defaults else f"`{_bare(value)}`"
-        rows.append(f"| `{prefix}{key}` | {reader} | {default} | {field_text(field)} | {field.description} |")
+        cells = [f"`{prefix}{key}`", reader, default, field_text(field), field.description or ""]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return rows
 
 
@@ -985,7 +985,7 @@ def markdown() -> str:
     """``docs/configuration.md``: every key of every command and group (defaults from configs/)."""
     from omegaconf import OmegaConf
 
-    from .config import config_dir, group_choices
+    from .config import TASKS, config_dir, group_choices
 
     root = config_dir()
     lines = ["# Configuration reference", "",
@@ -1012,8 +1012,9 @@ def markdown() -> str:
             model = by_value.get(defaults.get(group.key), group.fallback)
             if model is None:
                 continue
+            readers = ", ".join(c for c, tasks in TASKS.items() if choice in tasks) if name == "task" else READERS[name]
             lines += ["", f"### {name}={choice}", ""] + HEADER
-            lines += _rows(model, defaults, f"{name}.", READERS[name].split(" (")[0])
+            lines += _rows(model, defaults, f"{name}.", readers.split(" (")[0])
     trainer_defaults = OmegaConf.to_container(OmegaConf.load(root / "trainer" / "default.yaml"), resolve=False)
     trainer_defaults.pop("defaults", None)
     lines += ["", "## trainer", "", "Chosen with `trainer=default|cpu|gpu|ddp`; read by train.  Arguments of",
