@@ -4,27 +4,14 @@ multirun sweeps over SDE configurations is ``runtime.sweeps``."""
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
-
 from omegaconf import OmegaConf
 
 from ..errors import UserError
+from .registry import config_dir
 
 #: the task choices each command can run (one `task` group, validated per command)
 TASKS = {"train": ("generate", "classifier"), "sample": ("generate", "inpaint", "colorize"),
          "eval": ("generate", "classifier"), "report": ()}
-
-
-def config_dir() -> Path:
-    """Configs ship inside the wheel (``sdegen/configs``); an editable install uses the repo's."""
-    packaged = Path(str(importlib.resources.files("sdegen"))) / "configs"
-    if packaged.is_dir():
-        return packaged
-    repo = Path(__file__).resolve().parents[3] / "configs"
-    if repo.is_dir():
-        return repo
-    raise UserError("cannot find the configs folder (reinstall the package)")
 
 
 def group_choices(group: str) -> list[str]:
