@@ -100,7 +100,7 @@ class LossWatch:
 
     def nonfinite_message(self, value, step, epoch, batch_idx) -> str:
         return (f"sdegen: training stopped: the loss is {value} at step {step} (epoch {epoch}, batch {batch_idx}); "
-                f"lower optim.lr or check the data/SDE. The last good checkpoint is in the run's checkpoints/ folder.")
+                f"check optim.lr, the loss and model settings and the data")
 
     def watch_loss(self, loss, batch_idx):
         window = getattr(self, "_loss_window", None)
