@@ -7,17 +7,10 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from ..errors import UserError
-from .registry import config_dir
+from .registry import TASKS, config_dir, group_choices
 
-#: the task choices each command can run (one `task` group, validated per command)
-TASKS = {"train": ("generate", "classifier"), "sample": ("generate", "inpaint", "colorize"),
-         "eval": ("generate", "classifier"), "report": ()}
-
-
-def group_choices(group: str) -> list[str]:
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
+__all__ = ["TASKS", "config_dir", "group_choices", "group_config", "to_plain", "build_sde", "incompatibility",
+           "check_config"]
 
 def group_config(group: str, name: str) -> dict:
     """``configs/<group>/<name>.yaml`` as plain data (e.g. a sampler for ``compare=[...]``)."""

@@ -35,6 +35,17 @@ def config_dir() -> Path:
     raise UserError("cannot find the configs folder (reinstall the package)")
 
 
+#: the task choices each command can run (one `task` group, validated per command)
+TASKS = {"train": ("generate", "classifier"), "sample": ("generate", "inpaint", "colorize"),
+         "eval": ("generate", "classifier"), "report": ()}
+
+
+def group_choices(group: str) -> list[str]:
+    """The choices of a config group: the YAML files of ``configs/<group>/``."""
+    folder = config_dir() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
 def _walk(node, path: str):
     """``(key path, value)`` of every ``_target_`` in ``node`` (mappings and lists, any depth)."""
     from omegaconf import OmegaConf

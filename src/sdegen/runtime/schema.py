@@ -985,7 +985,7 @@ def markdown() -> str:
     """``docs/configuration.md``: every key of every command and group (defaults from configs/)."""
     from omegaconf import OmegaConf
 
-    from .config import TASKS, config_dir, group_choices
+    from .registry import TASKS, config_dir, group_choices
 
     root = config_dir()
     lines = ["# Configuration reference", "",
