@@ -33,11 +33,13 @@ class GMMDataModule(L.LightningDataModule):
 
     def __init__(self, params_file=None, num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0,
                  means=None, stds=None, weights=None, train_size=20000, val_size=2000, batch_size=256,
-                 num_workers=0, **_):
+                 num_workers=0, limit=None, **_):
         super().__init__()
         self.mixture = load_mixture(params_file, num_components, shape, std_min, std_max, seed, means, stds, weights)
         self.shape = self.mixture.shape
         self.num_classes = self.mixture.num_components
+        if limit is not None:  # debugging: at most `limit` samples per split
+            train_size, val_size = min(train_size, int(limit)), min(val_size, int(limit))
         self.train_size, self.val_size, self.batch_size, self.seed = train_size, val_size, batch_size, seed
         self.num_workers = num_workers
         self._train = self._val = None

@@ -219,6 +219,7 @@ class GMMData(Node):
     train_size: Int(ge=1, le=MAX_SAMPLES) = F("training samples")
     val_size: Int(ge=1, le=MAX_SAMPLES) = F("validation samples")
     batch_size: Int(ge=1, le=MAX_BATCH) = F("training batch size (per device)")
+    limit: Int(ge=1, le=MAX_SAMPLES) | None = F("use at most N training and N validation samples (null: all)")
 
 
 # --- samplers ------------------------------------------------------------------------------------------------
