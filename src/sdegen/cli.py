@@ -133,6 +133,18 @@ def check_composed(command: str, args: list[str]) -> None:
             check_config(cfg, command)
 
 
+def check_run_dir(command: str, args: list[str]) -> None:
+    """A ``hydra.run.dir=`` that another command holds, or (for train) that holds a finished run that
+    ``resume=`` does not name: one line before Hydra writes ``.hydra/`` and ``cli.log`` into it."""
+    if any(a in INFO_FLAGS for a in args) or any(a in ("-m", "--multirun") for a in args):
+        return
+    given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a}
+    if "hydra.run.dir" in given:
+        from .runtime.rundir import check_free
+
+        check_free(given["hydra.run.dir"], command, resume=given.get("resume"))
+
+
 def _default_groups(path) -> list[str]:
     """The groups a config's defaults list selects or overrides (``override /loss: sigma2`` -> ``loss``)."""
     from omegaconf import OmegaConf
@@ -247,7 +259,12 @@ def _run(command: str, cfg):
             from .commands import eval as module
         else:
             from .commands import report as module
-        return module.main(cfg)
+        if command == "train":
+            return module.main(cfg)  # train claims its folder itself (resume=, DDP ranks)
+        from .runtime.rundir import claim
+
+        with claim(HydraConfig.get().runtime.output_dir, command):  # one command writes into a run folder
+            return module.main(cfg)
     except Exception as err:  # noqa: BLE001 - a job's error is raised again once Hydra returns (main())
         message = user_message(err)
         if message is not None:
@@ -277,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         args = _positional_to_override(command, args)
         check_args(command, args)
         check_composed(command, args)
+        check_run_dir(command, args)
         _hydra_main(command, argv, args)
     except KeyboardInterrupt:
         print("sdegen: interrupted", file=sys.stderr, flush=True)
