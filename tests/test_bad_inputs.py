@@ -36,8 +36,13 @@ def inputs(tmp_path_factory):
     (d / "empty.ckpt").write_bytes(b"")
     np.savez(d / "labels.npz", images=np.zeros((10, 8, 8), np.uint8), labels=np.zeros(7, np.int64))
     (d / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    np.savez(d / "nan_gmm.npz", means=np.full((2, 4), np.nan), stds=np.ones((2, 4)), weights=np.ones(2),
-             shape=np.array([1, 2, 2]))
+    np.savez(
+        d / "nan_gmm.npz",
+        means=np.full((2, 4), np.nan),
+        stds=np.ones((2, 4)),
+        weights=np.ones(2),
+        shape=np.array([1, 2, 2]),
+    )
     (d / "emptyfolder").mkdir()
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": Payload(d / "PWNED")}, d / "payload.pth")
     from sdegen.metrics.judge import DigitJudge
@@ -58,16 +63,24 @@ def inputs(tmp_path_factory):
         data = hydra.utils.instantiate(c.data)
         module = cls(c, build_sde(c), data)
         (d / name / "checkpoints").mkdir(parents=True)
-        torch.save({"state_dict": module.state_dict(), "global_step": 3,
-                    "sdegen": {"cfg": to_plain(c), "data": data_info(data), "kind": kind}},
-                   d / name / "checkpoints" / "last.ckpt")
+        torch.save(
+            {
+                "state_dict": module.state_dict(),
+                "global_step": 3,
+                "sdegen": {"cfg": to_plain(c), "data": data_info(data), "kind": kind},
+            },
+            d / name / "checkpoints" / "last.ckpt",
+        )
     return d
 
 
 #: (arguments, regular expression the single stderr line must match); {d} is the inputs folder
 CASES = [
     # the task group means what each command can run
-    ("sample task=classifier", r"task=classifier is not a task of `sdegen sample`; its tasks: generate, inpaint, colorize"),
+    (
+        "sample task=classifier",
+        r"task=classifier is not a task of `sdegen sample`; its tasks: generate, inpaint, colorize",
+    ),
     ("train task=inpaint", r"task=inpaint is not a task of `sdegen train`; its tasks: generate, classifier"),
     # typos: a key that does not exist, a `+key` that nothing reads, a model argument, a sampler option
     ("sample sampler.stepz=10", r"sampler\.stepz is not a config key \(check the spelling; `sdegen sample --cfg job`"),
@@ -79,24 +92,37 @@ CASES = [
     ("train optim.decay=exp", r"optim\.decay must be one of none, linear, cosine \(got 'exp'\)"),
     ("train optim.decay_start=1.5", r"optim\.decay_start must be a number >= 0 and < 1 \(got 1\.5\)"),
     ("train channels_last=yes", r"channels_last must be true or false \(got 'yes'\)"),
-    ("train compile_mode=fastest", r"compile_mode must be one of default, reduce-overhead, max-autotune, "
-                                   r"max-autotune-no-cudagraphs \(got 'fastest'\)"),
-    ("train trainer.precision=bf15-mixed",
-     r"trainer\.precision must be one of 32-true, bf16-mixed, 16-mixed, .* \(got 'bf15-mixed'\)"),
-    ("train +model.chanels=[8] debug=fast",
-     r"model\.chanels is not a config key; valid keys here: _target_, .*channels"),
+    (
+        "train compile_mode=fastest",
+        r"compile_mode must be one of default, reduce-overhead, max-autotune, "
+        r"max-autotune-no-cudagraphs \(got 'fastest'\)",
+    ),
+    (
+        "train trainer.precision=bf15-mixed",
+        r"trainer\.precision must be one of 32-true, bf16-mixed, 16-mixed, .* \(got 'bf15-mixed'\)",
+    ),
+    (
+        "train +model.chanels=[8] debug=fast",
+        r"model\.chanels is not a config key; valid keys here: _target_, .*channels",
+    ),
     ("sample sde=foo", r"sde=foo is not a valid choice; valid sde values: subvp, ve, vp"),
     ("sample sde=ve schedule=cosine", r"sde=ve uses its geometric"),
     ("bogus", r"unknown command 'bogus'"),
     # numeric ranges, before any work
     ("sample sampler.steps=0 n_samples=2", r"sampler\.steps must be an integer >= 1 and <= 100000 \(got 0\)"),
     # a sampler's own option with a bad value: one line from the sampler function, not a traceback
-    ("sample data=gmm model=gmm sampler=unipc sampler.variant=bh3 n_samples=2",
-     r"sampler\.variant must be one of bh1, bh2 \(got 'bh3'\)"),
-    ("sample data=gmm model=gmm sampler=unipc sampler.corrector=maybe n_samples=2",
-     r"sampler\.corrector must be true, false or auto \(got 'maybe'\)"),
-    ("sample data=gmm model=gmm sampler=pc sampler.predictor=leapfrog n_samples=2",
-     r"sampler\.predictor must be one of euler_maruyama, .* \(got 'leapfrog'\)"),
+    (
+        "sample data=gmm model=gmm sampler=unipc sampler.variant=bh3 n_samples=2",
+        r"sampler\.variant must be one of bh1, bh2 \(got 'bh3'\)",
+    ),
+    (
+        "sample data=gmm model=gmm sampler=unipc sampler.corrector=maybe n_samples=2",
+        r"sampler\.corrector must be true, false or auto \(got 'maybe'\)",
+    ),
+    (
+        "sample data=gmm model=gmm sampler=pc sampler.predictor=leapfrog n_samples=2",
+        r"sampler\.predictor must be one of euler_maruyama, .* \(got 'leapfrog'\)",
+    ),
     ("sample sampler.eps=2", r"sampler\.eps must satisfy 0 < eps < T = 1, got 2"),
     ("sample n_samples=0", r"^sdegen: error: n_samples must be an integer >= 1 and <= 10000000 \(got 0\)"),
     ("train val_every=0", r"val_every must be an integer >= 1 .*\(got 0\)"),
@@ -106,11 +132,17 @@ CASES = [
     # checkpoints: random, empty, a classifier used as a score model, a run that contradicts the command line
     ("sample ckpt={d}/random.ckpt n_samples=2", r"random\.ckpt is not a readable checkpoint \(UnpicklingError"),
     ("sample ckpt={d}/empty.ckpt n_samples=2", r"empty\.ckpt is not a readable checkpoint \(EOFError"),
-    ("sample ckpt={d}/clf n_samples=2", r"is a classifier checkpoint, not a score model; pass it as guidance\.classifier_ckpt"),
+    (
+        "sample ckpt={d}/clf n_samples=2",
+        r"is a classifier checkpoint, not a score model; pass it as guidance\.classifier_ckpt",
+    ),
     ("sample ckpt={d}/nowhere", r"no checkpoint or run folder at .*nowhere"),
     ("train resume={d}/score sde=subvp", r"last\.ckpt does not match the command line \(sde: checkpoint has VPSDE"),
-    ("sample ckpt={d}/score guidance=cfg n_samples=2", r"guidance=cfg needs a class-conditional score model: train it "
-                                                       r"with model\.conditional=true"),
+    (
+        "sample ckpt={d}/score guidance=cfg n_samples=2",
+        r"guidance=cfg needs a class-conditional score model: train it "
+        r"with model\.conditional=true",
+    ),
     # data
     ("train data=npz debug=fast", r"data\.train_file is required: give data\.train_file=\.\.\."),
     ("train data=npz data.train_file={d}/missing.npz debug=fast", r"data=npz: .*missing\.npz does not exist"),
@@ -124,30 +156,52 @@ CASES = [
     # eval: samples of any `sdegen sample` run, guidance only where it applies
     ("eval samples={d}/corrupt.npz metric=fid", r"samples=.*corrupt\.npz is not a readable \.npz file"),
     ("eval samples={d}/sample_run/samples.npz metric=fid", r"cannot tell which data .*samples\.npz was drawn from"),
-    ("eval samples={d}/sample_run/samples.npz metric=fid data=gmm", r"have shape \(1, 28, 28\) but the data have \(1, 4, 4\)"),
-    ("eval samples={d}/sample_run/samples.npz guidance=classifier", r"guidance=classifier applies when eval draws the samples"),
+    (
+        "eval samples={d}/sample_run/samples.npz metric=fid data=gmm",
+        r"have shape \(1, 28, 28\) but the data have \(1, 4, 4\)",
+    ),
+    (
+        "eval samples={d}/sample_run/samples.npz guidance=classifier",
+        r"guidance=classifier applies when eval draws the samples",
+    ),
     ("eval metric=fud", r"metric must be one of fid, kid, pr, is, bpd, gap, all, or a list of them \(got 'fud'\)"),
     # eval: every prerequisite (Inception, IS logits) is checked before sampling; a pickle .pth never runs
     # (its payload would create {d}/PWNED: the inputs folder must stay unchanged)
     ("eval eval.kid_subset_size=1", r"eval\.kid_subset_size must be an integer >= 2 .*\(got 1\)"),
     ("eval eval.bpd.n_probes=0", r"eval\.bpd\.n_probes must be an integer >= 1 .*\(got 0\)"),
-    ("eval ckpt={d}/score eval.inception_weights=/nope.pth n_samples=2 sampler.steps=1",
-     r"eval\.inception_weights=/nope\.pth: no such file; install the project's dependencies"),
-    ("eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2 sampler.steps=1",
-     r"payload\.pth is not a plain state dict of tensors: refused without running it \(Unsupported global: GLOBAL"),
-    ("eval ckpt={d}/score metric=is n_samples=2 sampler.steps=1",
-     r"metric=is: the inception-v3-tf-2015-12-05 \(TorchScript default_1\.pt .*\) has no logits"),
+    (
+        "eval ckpt={d}/score eval.inception_weights=/nope.pth n_samples=2 sampler.steps=1",
+        r"eval\.inception_weights=/nope\.pth: no such file; install the project's dependencies",
+    ),
+    (
+        "eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2 sampler.steps=1",
+        r"payload\.pth is not a plain state dict of tensors: refused without running it \(Unsupported global: GLOBAL",
+    ),
+    (
+        "eval ckpt={d}/score metric=is n_samples=2 sampler.steps=1",
+        r"metric=is: the inception-v3-tf-2015-12-05 \(TorchScript default_1\.pt .*\) has no logits",
+    ),
     # eval.judge (the MNIST digit judge): file, MNIST test digits and 28×28 digits, checked before sampling;
     # a pickle payload given as the judge is refused unrun
-    ("eval eval.judge={d}/nowhere.pt", r"eval\.judge=.*nowhere\.pt: no such file; train the judge with "
-                                       r"`python scripts/digit_judge\.py train`"),
+    (
+        "eval eval.judge={d}/nowhere.pt",
+        r"eval\.judge=.*nowhere\.pt: no such file; train the judge with "
+        r"`python scripts/digit_judge\.py train`",
+    ),
     ("eval eval.judge={d}/judge.pt", r"eval\.judge needs eval\.mnist_root .* give eval\.mnist_root=\.\./shared/data"),
-    ("eval eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere",
-     r"eval\.judge scores 28×28 single-channel digits, but the data \(GMMDataModule\) have shape \(1, 4, 4\)"),
-    ("eval ckpt={d}/score eval.judge={d}/payload.pth eval.mnist_root={d}/nowhere n_samples=2",
-     r"eval\.judge=.*payload\.pth: .*payload\.pth is not a digit judge's state dict \(UnpicklingError.*refused without running it"),
-    ("eval ckpt={d}/score eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere n_samples=2",
-     r"eval\.mnist_root=.*nowhere: no MNIST test split there"),
+    (
+        "eval eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere",
+        r"eval\.judge scores 28×28 single-channel digits, but the data \(GMMDataModule\) have shape \(1, 4, 4\)",
+    ),
+    (
+        "eval ckpt={d}/score eval.judge={d}/payload.pth eval.mnist_root={d}/nowhere n_samples=2",
+        r"eval\.judge=.*payload\.pth: .*payload\.pth is not a digit judge's state dict "
+        r"\(UnpicklingError.*refused without running it",
+    ),
+    (
+        "eval ckpt={d}/score eval.judge={d}/judge.pt eval.mnist_root={d}/nowhere n_samples=2",
+        r"eval\.mnist_root=.*nowhere: no MNIST test split there",
+    ),
     ("report {d}/emptyfolder", r"no runs \(folders with \.hydra/config\.yaml\) under"),
 ]
 
@@ -182,12 +236,24 @@ def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
         cli.main(["sdegen", "sample", "sampler.steps=0", "verbose=true", f"hydra.run.dir={tmp_path / 'run'}"])
 
 
-@pytest.mark.parametrize("args", ["sample sampler.steps=0 n_samples=2", "sample ckpt={d}/random.ckpt n_samples=2",
-                                  "eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        "sample sampler.steps=0 n_samples=2",
+        "sample ckpt={d}/random.ckpt n_samples=2",
+        "eval ckpt={d}/score eval.inception_weights={d}/payload.pth n_samples=2",
+    ],
+)
 def test_bad_input_as_a_subprocess(inputs, tmp_path, args):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([*SDEGEN, *args.format(d=inputs).split(), f"hydra.run.dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    proc = subprocess.run(
+        [*SDEGEN, *args.format(d=inputs).split(), f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("sdegen: error: "), proc.stderr
     assert proc.stdout.strip() == "" and list(Path(tmp_path).iterdir()) == []
@@ -198,8 +264,19 @@ def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypa
     """An error after the run started (here a diverging loss) keeps the run folder, and cli.log has the line."""
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    code, err, _ = run_in_process(["train", "debug=fast", "logger=csv", "data.limit=16", "optim.lr=1e30",
-                                   "optim.warmup=0", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"], capsys)
+    code, err, _ = run_in_process(
+        [
+            "train",
+            "debug=fast",
+            "logger=csv",
+            "data.limit=16",
+            "optim.lr=1e30",
+            "optim.warmup=0",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run}",
+        ],
+        capsys,
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert re.match(r"sdegen: error: training stopped: the loss is (nan|inf) at step \d+", lines[0]), lines[0]
@@ -211,8 +288,14 @@ def test_is_offline_as_a_subprocess(inputs, tmp_path):
     line on stderr (no library warning beside it), before any sampling."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["TORCH_HOME"] = str(inputs / "no_torch_home")  # no torch-fidelity weights in torch hub's cache
-    proc = subprocess.run([*SDEGEN, "eval", f"ckpt={inputs / 'score'}", "metric=is", f"hydra.run.dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    proc = subprocess.run(
+        [*SDEGEN, "eval", f"ckpt={inputs / 'score'}", "metric=is", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert re.match(r"sdegen: error: metric=is: the inception-v3-tf-2015-12-05 .* has no logits", proc.stderr)

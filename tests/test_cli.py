@@ -29,13 +29,16 @@ def test_cfg_job_composes_sde_and_schedule(tmp_path, command):
     assert "sdegen.sde.GeometricSigma" in out.stdout, "sde=ve must switch the schedule to geometric"
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("sample", "sde=foo"), "valid sde values: subvp, ve, vp"),
-    (("sample", "-m", "sde=vp,foo"), "valid sde values: subvp, ve, vp"),
-    (("sample", "sampler=nope"), "valid sampler values:"),
-    (("sample", "sde=ve", "schedule=cosine"), "sde=ve uses its geometric"),
-    (("bogus",), "unknown command 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("sample", "sde=foo"), "valid sde values: subvp, ve, vp"),
+        (("sample", "-m", "sde=vp,foo"), "valid sde values: subvp, ve, vp"),
+        (("sample", "sampler=nope"), "valid sampler values:"),
+        (("sample", "sde=ve", "schedule=cosine"), "sde=ve uses its geometric"),
+        (("bogus",), "unknown command 'bogus'"),
+    ],
+)
 def test_invalid_choices_fail_with_one_line(tmp_path, args, needle):
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode != 0
@@ -59,10 +62,20 @@ def test_multirun_runs_ve_once_and_skips_the_other_ve_pair(tmp_path, command):
 def test_sde_sweep_experiment_runs_exactly_the_five_thesis_configurations(tmp_path):
     out = run_cli("train", "experiment=sde_sweep", "dry_run=true", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    ran = sorted(" ".join(w for w in line.split() if w.startswith(("sde=", "schedule=")))
-                 for line in out.stdout.splitlines() if line.startswith("[sdegen] dry run"))
-    assert ran == sorted(["sde=ve schedule=geometric", "sde=vp schedule=linear", "sde=vp schedule=cosine",
-                          "sde=subvp schedule=linear", "sde=subvp schedule=cosine"])
+    ran = sorted(
+        " ".join(w for w in line.split() if w.startswith(("sde=", "schedule=")))
+        for line in out.stdout.splitlines()
+        if line.startswith("[sdegen] dry run")
+    )
+    assert ran == sorted(
+        [
+            "sde=ve schedule=geometric",
+            "sde=vp schedule=linear",
+            "sde=vp schedule=cosine",
+            "sde=subvp schedule=linear",
+            "sde=subvp schedule=cosine",
+        ]
+    )
 
 
 def test_argv_is_intact_when_the_command_runs(tmp_path, monkeypatch):
@@ -80,18 +93,33 @@ def test_argv_is_intact_when_the_command_runs(tmp_path, monkeypatch):
 
 def test_report_positional_directory_becomes_override():
     assert cli._positional_to_override("report", ["outputs/x", "foo=1"]) == [
-        "run_dir=outputs/x", "foo=1", "hydra.run.dir=outputs/x/report", "hydra.output_subdir=null"]
-    assert cli._positional_to_override("report", ["outputs/x", "hydra.run.dir=r"]) == ["run_dir=outputs/x", "hydra.run.dir=r"]
+        "run_dir=outputs/x",
+        "foo=1",
+        "hydra.run.dir=outputs/x/report",
+        "hydra.output_subdir=null",
+    ]
+    assert cli._positional_to_override("report", ["outputs/x", "hydra.run.dir=r"]) == [
+        "run_dir=outputs/x",
+        "hydra.run.dir=r",
+    ]
     assert cli._positional_to_override("train", ["outputs/x"]) == ["outputs/x"]
 
 
 @pytest.mark.slow
 def test_wheel_ships_the_configs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(cli.config_dir().parent)],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(cli.config_dir().parent)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("sdegen-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("sdegen/configs/train.yaml", "sdegen/configs/sde/ve.yaml", "sdegen/configs/schedule/cosine.yaml",
-                   "sdegen/cli.py"):
+    for needed in (
+        "sdegen/configs/train.yaml",
+        "sdegen/configs/sde/ve.yaml",
+        "sdegen/configs/schedule/cosine.yaml",
+        "sdegen/cli.py",
+    ):
         assert needed in names

@@ -45,8 +45,21 @@ def test_colorization_matches_the_exact_conditional_of_chroma_given_grey():
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml"))
     cfg["steps"] = 25
     mask = grey_mask(1, 2, 2)
-    err = {r: exact_imputation_error(mixture, sde, RotatedScore(mixture, sde), cfg, mask, n_obs=6, per_obs=150,
-                                     resample=r, to_basis=decouple, from_basis=couple) for r in (1, 5)}
+    err = {
+        r: exact_imputation_error(
+            mixture,
+            sde,
+            RotatedScore(mixture, sde),
+            cfg,
+            mask,
+            n_obs=6,
+            per_obs=150,
+            resample=r,
+            to_basis=decouple,
+            from_basis=couple,
+        )
+        for r in (1, 5)
+    }
     assert err[1]["known_error"] < 1e-5  # the grey level of the result is the given one
     # documented level (measured, EM 25 steps: sliced W2 / TV 0.35 / 0.34 at r = 1, 0.19 / 0.12 at r = 5,
     # 0.14 / 0.07 at r = 10; noise floor 0.03) -- the same as inpainting channel 0 in the RGB basis
@@ -70,12 +83,24 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
         def reference(self, n, split="test", generator=None):
             return mixture.sample(n, generator=generator)
 
-    setup = SimpleNamespace(sde=sde, data=Data(), device=torch.device("cpu"), score_model=None,
-                            generator=lambda seed=0: torch.Generator().manual_seed(int(seed)))
-    cfg = OmegaConf.create({"n_samples": 6, "batch_size": 3, "seed": 0, "progress": False, "output_dir": str(tmp_path),
-                            "sampler": {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")),
-                                        "steps": 10},
-                            "task": {"name": "colorize", "split": "test", "resample": 1}})
+    setup = SimpleNamespace(
+        sde=sde,
+        data=Data(),
+        device=torch.device("cpu"),
+        score_model=None,
+        generator=lambda seed=0: torch.Generator().manual_seed(int(seed)),
+    )
+    cfg = OmegaConf.create(
+        {
+            "n_samples": 6,
+            "batch_size": 3,
+            "seed": 0,
+            "progress": False,
+            "output_dir": str(tmp_path),
+            "sampler": {**OmegaConf.to_container(OmegaConf.load(CONFIGS / "sampler" / "em.yaml")), "steps": 10},
+            "task": {"name": "colorize", "split": "test", "resample": 1},
+        }
+    )
     from sdegen.commands.sample import run_task
 
     run_task("colorize", cfg, setup, GMMScore(mixture, sde), tmp_path)

@@ -11,8 +11,19 @@ from sdegen.runtime.setup import check_model_args
 
 #: groups of each command's defaults list (`group@package` for packaged groups)
 COMMAND_GROUPS = {
-    "train": ["sde", "schedule", "loss", "model", "data", "task", "sampler@sample_grid.sampler", "trainer", "logger",
-              "experiment", "debug"],
+    "train": [
+        "sde",
+        "schedule",
+        "loss",
+        "model",
+        "data",
+        "task",
+        "sampler@sample_grid.sampler",
+        "trainer",
+        "logger",
+        "experiment",
+        "debug",
+    ],
     "sample": ["sde", "schedule", "model", "data", "sampler", "guidance", "task", "logger", "experiment"],
     "eval": ["sde", "schedule", "model", "data", "sampler", "guidance", "task", "logger", "experiment"],
 }
@@ -66,8 +77,18 @@ def test_every_choice(command, group, choice):
 def test_dry_run_of_every_sde_configuration(tmp_path, capsys, command):
     """The whole CLI path (argument checks, composition, guard, check_config) for a sweep, in one process."""
     loss = ["loss=sigma2"] if command == "train" else []  # a training sweep of SDEs uses a loss that follows them
-    cli.main(["sdegen", command, "-m", "sde=vp,subvp", "schedule=linear,cosine", *loss, "dry_run=true",
-              f"hydra.sweep.dir={tmp_path}"])
+    cli.main(
+        [
+            "sdegen",
+            command,
+            "-m",
+            "sde=vp,subvp",
+            "schedule=linear,cosine",
+            *loss,
+            "dry_run=true",
+            f"hydra.sweep.dir={tmp_path}",
+        ]
+    )
     out = capsys.readouterr().out
     assert out.count("[sdegen] dry run") == 4
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("*.npz"))

@@ -28,9 +28,7 @@ def test_tf1_resize_matches_the_formula_by_hand():
     """2×2 → 3×3, align_corners=False: source = dst · 2/3, no half-pixel shift, edge clamped.
     Rows [0, 10] and [20, 30] interpolate at s = 0, 2/3, 4/3 → [0, 20/3, 10] and [20, 80/3, 30]."""
     x = torch.tensor([[[[0.0, 10.0], [20.0, 30.0]]]])
-    expected = torch.tensor([[0.0, 20 / 3, 10.0],
-                             [40 / 3, 20.0, 70 / 3],
-                             [20.0, 80 / 3, 30.0]])
+    expected = torch.tensor([[0.0, 20 / 3, 10.0], [40 / 3, 20.0, 70 / 3], [20.0, 80 / 3, 30.0]])
     out = tf1_bilinear_resize(x, size=3)
     assert torch.allclose(out[0, 0], expected, atol=1e-5)
     # PyTorch's half-pixel bilinear is a different resize (this is what made the two FIDs differ)
@@ -126,8 +124,10 @@ def fidelity_template():
     """torch-fidelity's FeatureExtractorInceptionV3 skeleton (weights not loaded), for its key order."""
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+    with (
+        mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
+    ):
         return fe.FeatureExtractorInceptionV3("template", ["2048"])
 
 
@@ -144,9 +144,16 @@ def fidelity_state_from_torchscript(ts_module) -> dict:
     for dst, s in zip(blocks, ts_blocks):
         w = src[s + ".weight"]
         assert w.shape == template[dst + ".conv.weight"].shape, (dst, s)
-        out.update({dst + ".conv.weight": w, dst + ".bn.weight": torch.ones_like(src[s + ".beta"]),
-                    dst + ".bn.bias": src[s + ".beta"], dst + ".bn.running_mean": src[s + ".mean"],
-                    dst + ".bn.running_var": src[s + ".var"], dst + ".bn.num_batches_tracked": torch.tensor(0)})
+        out.update(
+            {
+                dst + ".conv.weight": w,
+                dst + ".bn.weight": torch.ones_like(src[s + ".beta"]),
+                dst + ".bn.bias": src[s + ".beta"],
+                dst + ".bn.running_mean": src[s + ".mean"],
+                dst + ".bn.running_var": src[s + ".var"],
+                dst + ".bn.num_batches_tracked": torch.tensor(0),
+            }
+        )
     g = torch.Generator().manual_seed(0)
     out["fc.weight"] = 0.01 * torch.randn(template["fc.weight"].shape, generator=g)
     out["fc.bias"] = torch.zeros(template["fc.bias"].shape)
@@ -188,8 +195,15 @@ def test_torchscript_and_torch_fidelity_paths_agree(tmp_path, monkeypatch):
     assert float(rel.max()) < 1e-4, rel
     # a half-pixel resize (the old TorchScript path) moves the features by far more than that
     with torch.no_grad():
-        old = ts_net.net((F.interpolate(images.float().expand(-1, 3, -1, -1), size=(299, 299), mode="bilinear",
-                                        align_corners=False) - 128) / 128)
+        old = ts_net.net(
+            (
+                F.interpolate(
+                    images.float().expand(-1, 3, -1, -1), size=(299, 299), mode="bilinear", align_corners=False
+                )
+                - 128
+            )
+            / 128
+        )
     assert float(((old - b).norm(dim=1) / b.norm(dim=1)).min()) > 100 * float(rel.max())
 
 
@@ -199,9 +213,11 @@ def standard_weights() -> Path | None:
 
 
 @needs_ts
-@pytest.mark.skipif(standard_weights() is None,
-                    reason="torch-fidelity's weights-inception-2015-12-05-6726825d.pth is not in torch hub's cache "
-                           "(nor at $SDEGEN_INCEPTION_PTH): cannot compare the two published networks offline")
+@pytest.mark.skipif(
+    standard_weights() is None,
+    reason="torch-fidelity's weights-inception-2015-12-05-6726825d.pth is not in torch hub's cache "
+    "(nor at $SDEGEN_INCEPTION_PTH): cannot compare the two published networks offline",
+)
 def test_torchscript_matches_torch_fidelitys_published_weights():
     """The offline network is the published FID Inception: same pool3 features as torch-fidelity's weights."""
     torch.set_num_threads(1)

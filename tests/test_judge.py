@@ -17,7 +17,10 @@ def test_frechet_distance_of_gaussians_matches_closed_form():
     expected = float((mu1 - mu2).pow(2).sum() + (a.sqrt() - b.sqrt()).pow(2).sum())
     assert J.frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b)) == pytest.approx(expected, rel=1e-9)
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-    rot = lambda m: q @ m.double() @ q.T  # noqa: E731
+
+    def rot(m):
+        return q @ m.double() @ q.T
+
     assert J.frechet_distance(
         q @ mu1.double(), rot(torch.diag(a)), q @ mu2.double(), rot(torch.diag(b))
     ) == pytest.approx(expected, rel=1e-9)

@@ -13,11 +13,20 @@ LAYERS = {
     "errors": 0,
     "sde": 1,
     "models": 2,
-    "data": 3, "samplers": 3,
-    "guidance": 4, "tasks": 4, "metrics": 4, "training": 4, "report": 4, "viz": 4,
+    "data": 3,
+    "samplers": 3,
+    "guidance": 4,
+    "tasks": 4,
+    "metrics": 4,
+    "training": 4,
+    "report": 4,
+    "viz": 4,
     "runtime": 5,
-    "commands": 6, "bench": 6,  # bench: building blocks of scripts/bench_*.py, imported by nothing in sdegen
-    "cli": 7, "__main__": 8, "__init__": 8,
+    "commands": 6,
+    "bench": 6,  # bench: building blocks of scripts/bench_*.py, imported by nothing in sdegen
+    "cli": 7,
+    "__main__": 8,
+    "__init__": 8,
 }
 #: imports across parts of the same layer that are fine: pure functions, no orchestration
 SAME_LAYER_OK = {("tasks", "metrics.distances"), ("training", "viz")}
@@ -70,8 +79,12 @@ def layer_violations(rel: Path, source: str) -> list[str]:
     for line, target in imports_in(source, rel):
         other = part_of(target)
         if other == me:
-            if me == "commands" and target.split(".")[1:2] and rel.stem != "__init__" \
-                    and target.split(".")[1] != rel.stem:
+            if (
+                me == "commands"
+                and target.split(".")[1:2]
+                and rel.stem != "__init__"
+                and target.split(".")[1] != rel.stem
+            ):
                 bad.append(f"line {line}: commands.{rel.stem} imports another command: {target}")
             continue
         if other not in LAYERS:
@@ -165,8 +178,11 @@ def test_the_checker_sees_an_upward_and_a_cross_command_import():
 
 
 def test_the_checker_sees_an_import_circle():
-    sources = {Path("metrics") / "a.py": "from .b import f\n",
-               Path("metrics") / "b.py": "def g():\n    from . import a\n",
-               Path("metrics") / "c.py": "from sdegen.metrics import a\n", Path("metrics") / "__init__.py": ""}
+    sources = {
+        Path("metrics") / "a.py": "from .b import f\n",
+        Path("metrics") / "b.py": "def g():\n    from . import a\n",
+        Path("metrics") / "c.py": "from sdegen.metrics import a\n",
+        Path("metrics") / "__init__.py": "",
+    }
     assert import_circles(import_graph(sources)) == [["metrics.a", "metrics.b"]]
     assert import_circles(import_graph({k: v for k, v in sources.items() if k.name != "b.py"})) == []

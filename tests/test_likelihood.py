@@ -5,8 +5,17 @@ import math
 import pytest
 import torch
 
-from sdegen.metrics.likelihood import (affine_log_scale, bits_per_dim, bpd_of_batch, divergence_exact,
-                                       divergence_hutchinson, dequantize, log_likelihood, make_probes, to_uint8)
+from sdegen.metrics.likelihood import (
+    affine_log_scale,
+    bits_per_dim,
+    bpd_of_batch,
+    dequantize,
+    divergence_exact,
+    divergence_hutchinson,
+    log_likelihood,
+    make_probes,
+    to_uint8,
+)
 from sdegen.models.gmm import GaussianMixture, GMMScore
 from sdegen.sde import VPSDE, LinearSchedule, SubVPSDE, standard_sdes
 
@@ -30,8 +39,10 @@ def test_gmm_bpd_matches_exact_for_every_sde(mixture, name):
     bpd = bits_per_dim(res.logp, D)
     exact_p0 = -mixture.log_prob(x) / (D * LN2)
     exact_peps = -mixture.log_prob(x, torch.tensor(sde.eps, dtype=torch.float64), sde) / (D * LN2)
-    print(f"{name}: bpd {bpd.mean():.5f}  exact p_0 {exact_p0.mean():.5f}  exact p_eps {exact_peps.mean():.5f}  "
-          f"NFE {res.nfe}")
+    print(
+        f"{name}: bpd {bpd.mean():.5f}  exact p_0 {exact_p0.mean():.5f}  exact p_eps {exact_peps.mean():.5f}  "
+        f"NFE {res.nfe}"
+    )
     assert abs(float(bpd.mean() - exact_p0.mean())) < 0.005
     assert abs(float(bpd.mean() - exact_peps.mean())) < 0.005
     # the solve computes log p_eps: with eps = 1e-5 it is p_0 to far below the tolerance
@@ -44,7 +55,10 @@ def test_single_gaussian_closed_form():
     """Data N(μ, diag s²): log p(x) written out by hand, no mixture code involved."""
     D = 8
     g = torch.Generator().manual_seed(0)
-    mu, s = torch.randn(1, D, generator=g, dtype=torch.float64), torch.rand(1, D, generator=g, dtype=torch.float64) + 0.2
+    mu, s = (
+        torch.randn(1, D, generator=g, dtype=torch.float64),
+        torch.rand(1, D, generator=g, dtype=torch.float64) + 0.2,
+    )
     mix = GaussianMixture(mu, s, torch.ones(1), (1, 2, 4))
     x = (mu + s * torch.randn(64, D, generator=g, dtype=torch.float64)).reshape(64, 1, 2, 4)
     logp_true = (-0.5 * (((x.reshape(64, D) - mu) / s) ** 2) - torch.log(s) - 0.5 * math.log(2 * math.pi)).sum(1)
@@ -93,8 +107,9 @@ def test_image_bpd_offsets():
         log_scale = affine_log_scale(scale, (D,))
         width = float(scale(torch.ones(1)) - scale(torch.zeros(1)))
         logp_uniform = torch.full((5,), -D * math.log(width), dtype=torch.float64)
-        assert torch.allclose(bits_per_dim(logp_uniform, D, log_scale=log_scale, n_bins=256),
-                              torch.full((5,), 8.0, dtype=torch.float64))
+        assert torch.allclose(
+            bits_per_dim(logp_uniform, D, log_scale=log_scale, n_bins=256), torch.full((5,), 8.0, dtype=torch.float64)
+        )
     # and the offsets of the docstring: +7 for [-1, 1], +8 for [0, 1]
     assert abs(float(bits_per_dim(torch.zeros(1), D, log_scale=D * LN2, n_bins=256)) - 7) < 1e-6
     assert abs(float(bits_per_dim(torch.zeros(1), D, log_scale=0.0, n_bins=256)) - 8) < 1e-6
@@ -115,8 +130,16 @@ def test_bpd_of_batch_images_end_to_end():
 
     mix = GaussianMixture(torch.zeros(1, D), torch.full((1, D), 0.7), torch.ones(1), (1, 4, 4))
     sde = VPSDE(LinearSchedule())
-    bpd, res = bpd_of_batch(GMMScore(mix, sde), sde, imgs, data=Data, is_image=True,
-                            generator=torch.Generator().manual_seed(5), dtype=torch.float64, trace="exact")
+    bpd, res = bpd_of_batch(
+        GMMScore(mix, sde),
+        sde,
+        imgs,
+        data=Data,
+        is_image=True,
+        generator=torch.Generator().manual_seed(5),
+        dtype=torch.float64,
+        trace="exact",
+    )
     y = 2 * dequantize(imgs.long(), generator=torch.Generator().manual_seed(5), dtype=torch.float64) - 1
     expected = -mix.log_prob(y) / (D * LN2) + 7
     assert torch.allclose(bpd, expected, atol=0.01)
@@ -149,8 +172,10 @@ def test_hutchinson_standard_error_per_sample(mixture):
         err = res.logp - exact.logp
         rms_se[k], rms_err[k] = float(res.logp_se.pow(2).mean().sqrt()), float(err.pow(2).mean().sqrt())
         within = float((err.abs() / res.logp_se < 3).double().mean())
-        print(f"K={k}: RMS SE {float(bits_per_dim_se(torch.tensor(rms_se[k]), 16)):.4f} bpd, RMS error "
-              f"{float(bits_per_dim_se(torch.tensor(rms_err[k]), 16)):.4f} bpd, |err|/SE < 3 for {within:.2f}")
+        print(
+            f"K={k}: RMS SE {float(bits_per_dim_se(torch.tensor(rms_se[k]), 16)):.4f} bpd, RMS error "
+            f"{float(bits_per_dim_se(torch.tensor(rms_err[k]), 16)):.4f} bpd, |err|/SE < 3 for {within:.2f}"
+        )
         assert 0.75 < rms_err[k] / rms_se[k] < 1.33  # calibrated
         assert within > (0.85 if k == 8 else 0.93)
     # four times the probes: half the standard error, and half the actual error

@@ -101,7 +101,7 @@ def test_edm_loss_of_the_exact_score_is_one_when_data_std_is_the_data_scale(name
     lo, hi = (math.log(sde.marginal_std(f64(v)).item() / sde.alpha(f64(v)).item()) for v in (sde.eps, sde.T))
     z = torch.linspace(-9, 9, 200_001, dtype=torch.float64)
     sigma_tilde = torch.exp((-1.2 + 1.2 * z).clamp(lo, hi))
-    integrand = (sigma_tilde**2 + 1) * s**2 / (s**2 + sigma_tilde**2) * torch.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
+    integrand = (sigma_tilde**2 + 1) * s**2 / (s**2 + sigma_tilde**2) * torch.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
     expected = torch.trapezoid(integrand, z).item()
     assert abs(value - expected) < 4 * stderr + 1e-3 * expected, (value, expected)
 
@@ -147,6 +147,7 @@ def test_the_exact_score_minimises_every_loss(name, loss_name):
     exact = loss.per_sample(score, x0, t, noise).mean()
     direction = torch.randn(x0.shape[1:], generator=g, dtype=torch.float64)
     for delta in (0.05, 0.2):
+
         def shifted(x, tt, delta=delta):
             return score(x, tt) + delta * direction / sde.marginal_std(tt).reshape(-1, 1, 1, 1)
 
@@ -208,18 +209,27 @@ def test_stored_configs_with_weighting_and_sigma_data_read_as_the_group():
     old = {"weighting": "sigma2", "reduction": "sum", "sigma_data": 0.5, "p_mean": -1.2, "p_std": 1.2}
     assert loss_config(old) == {"name": "sigma2", "reduction": "sum"}
     assert loss_config({**old, "weighting": "edm", "sigma_data": 0.3}) == {
-        "name": "edm", "reduction": "sum", "data_std": 0.3, "p_mean": -1.2, "p_std": 1.2}
+        "name": "edm",
+        "reduction": "sum",
+        "data_std": 0.3,
+        "p_mean": -1.2,
+        "p_std": 1.2,
+    }
     today = OmegaConf.to_container(OmegaConf.load(LOSS_DIR / "edm.yaml"))
     merged = OmegaConf.to_container(OmegaConf.merge(today, old))
     assert loss_config(merged) == {"name": "sigma2", "reduction": "sum"}
-    assert loss_config(OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(LOSS_DIR / "edm.yaml"),
-                                                              {"name": "sigma2", "reduction": "mean"}))) == {
-        "name": "sigma2", "reduction": "mean"}
+    assert loss_config(
+        OmegaConf.to_container(
+            OmegaConf.merge(OmegaConf.load(LOSS_DIR / "edm.yaml"), {"name": "sigma2", "reduction": "mean"})
+        )
+    ) == {"name": "sigma2", "reduction": "mean"}
 
     from sdegen.training.module import ScoreModule
 
-    model = OmegaConf.merge(OmegaConf.load(LOSS_DIR.parent / "model" / "scorenet.yaml"),
-                            OmegaConf.load(LOSS_DIR.parent / "debug_model" / "fast_scorenet.yaml"))
+    model = OmegaConf.merge(
+        OmegaConf.load(LOSS_DIR.parent / "model" / "scorenet.yaml"),
+        OmegaConf.load(LOSS_DIR.parent / "debug_model" / "fast_scorenet.yaml"),
+    )
     cfg = OmegaConf.create({"model": model, "loss": merged})
     data = SimpleNamespace(shape=(1, 8, 8), num_classes=10, is_image=True, scaling="centered")
     module = ScoreModule(cfg, SDES["vp"](), data)
@@ -237,9 +247,21 @@ def test_a_run_stored_with_weighting_and_sigma_data_resumes(tiny_run_copy, tmp_p
         checkpoint["sdegen"]["cfg"]["loss"] = dict(old)
         torch.save(checkpoint, file)
     step = torch.load(tiny_run_copy / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    out = subprocess.run([sys.executable, "-m", "sdegen", "train", f"resume={tiny_run_copy}",
-                          f"trainer.max_steps={step + 1}", f"hydra.run.dir={tmp_path / 'resumed'}"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sdegen",
+            "train",
+            f"resume={tiny_run_copy}",
+            f"trainer.max_steps={step + 1}",
+            f"hydra.run.dir={tmp_path / 'resumed'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     resumed = [torch.load(f, weights_only=True) for f in tmp_path.rglob("last.ckpt") if "resumed" in str(f)]
     assert resumed and resumed[0]["global_step"] == step + 1

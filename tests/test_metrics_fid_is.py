@@ -1,6 +1,5 @@
 """FID / IS plumbing (torchmetrics) with small real feature networks and closed forms."""
 
-
 import numpy as np
 import pytest
 import scipy.linalg

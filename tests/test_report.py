@@ -13,14 +13,23 @@ from sdegen.report.build import build_report
 from sdegen.report.runs import config_label
 from sdegen.report.tables import differences_markdown, markdown_table, pooled_seed_std, seed_spread_differences
 
-CONFIGS = [("ve", "geometric", "VE"), ("vp", "linear", "VP-linear"), ("vp", "cosine", "VP-cosine"),
-           ("subvp", "linear", "subVP-linear"), ("subvp", "cosine", "subVP-cosine")]
+CONFIGS = [
+    ("ve", "geometric", "VE"),
+    ("vp", "linear", "VP-linear"),
+    ("vp", "cosine", "VP-cosine"),
+    ("subvp", "linear", "subVP-linear"),
+    ("subvp", "cosine", "subVP-cosine"),
+]
 TARGETS = {"ve": "sdegen.sde.VESDE", "vp": "sdegen.sde.VPSDE", "subvp": "sdegen.sde.SubVPSDE"}
 
 
 def metrics_of(i, seed):
-    return {"fid": 100.0 + 10 * i + 3 * seed, "bpd": 2.0 + i + 0.5 * seed, "is_mean": 3.0 + 0.1 * seed,
-            "is_std": 0.2 + 0.1 * i}
+    return {
+        "fid": 100.0 + 10 * i + 3 * seed,
+        "bpd": 2.0 + i + 0.5 * seed,
+        "is_mean": 3.0 + 0.1 * seed,
+        "is_std": 0.2 + 0.1 * i,
+    }
 
 
 def make_multirun(root, with_metrics=True, png=None):
@@ -29,15 +38,23 @@ def make_multirun(root, with_metrics=True, png=None):
         for seed in (0, 1):
             run = root / f"{job}_sde={sde},schedule={schedule}"
             (run / ".hydra").mkdir(parents=True)
-            (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
-                {"seed": seed, "sde": {"_target_": TARGETS[sde]}, "schedule": {"_target_": "x"}}))
-            (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
-                {"hydra": {"runtime": {"choices": {"sde": sde, "schedule": schedule}}}}))
+            (run / ".hydra" / "config.yaml").write_text(
+                yaml.safe_dump({"seed": seed, "sde": {"_target_": TARGETS[sde]}, "schedule": {"_target_": "x"}})
+            )
+            (run / ".hydra" / "hydra.yaml").write_text(
+                yaml.safe_dump({"hydra": {"runtime": {"choices": {"sde": sde, "schedule": schedule}}}})
+            )
             (run / "csv").mkdir()
             steps = np.arange(40)
-            pd.DataFrame({"epoch": steps // 4, "step": steps, "lr": 1e-3,
-                          "train/loss": (1 + i) * np.exp(-steps / 20) + 0.01 * seed,
-                          "val/loss": np.nan}).to_csv(run / "csv" / "metrics.csv", index=False)
+            pd.DataFrame(
+                {
+                    "epoch": steps // 4,
+                    "step": steps,
+                    "lr": 1e-3,
+                    "train/loss": (1 + i) * np.exp(-steps / 20) + 0.01 * seed,
+                    "val/loss": np.nan,
+                }
+            ).to_csv(run / "csv" / "metrics.csv", index=False)
             if with_metrics and not (sde == "ve" and seed == 1):  # one VE run lacks metrics
                 m = metrics_of(i, seed)
                 if sde == "vp" and schedule == "cosine":
@@ -94,8 +111,17 @@ def test_report_table_and_figures(tmp_path, png):
     assert "KID" not in md  # no run has it: the column is left out
     # the best FID (lowest: VE's 100) in bold
     assert "**100.00 (N=1)**" in md
-    for name in ("violin_fid.png", "violin_bpd.png", "violin_is_mean.png", "violin_is_std.png",
-                 "loss_curves.png", "loss_bars.png", "index.md", "differences.md", "differences.csv"):
+    for name in (
+        "violin_fid.png",
+        "violin_bpd.png",
+        "violin_is_mean.png",
+        "violin_is_std.png",
+        "loss_curves.png",
+        "loss_bars.png",
+        "index.md",
+        "differences.md",
+        "differences.csv",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not (out / "violin_steps.png").exists() and not (out / "violin_train_minutes.png").exists()
     index = (out / "index.md").read_text()
@@ -133,8 +159,11 @@ def test_report_cli_positional_dir(tmp_path, png, monkeypatch):
 def test_config_label_from_config_targets(tmp_path):
     run = tmp_path / "r"
     (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
-        {"sde": {"_target_": "sdegen.sde.SubVPSDE"}, "schedule": {"_target_": "sdegen.sde.CosineSchedule"}}))
+    (run / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"sde": {"_target_": "sdegen.sde.SubVPSDE"}, "schedule": {"_target_": "sdegen.sde.CosineSchedule"}}
+        )
+    )
     assert config_label(run) == "subVP-cosine"
 
 
@@ -145,12 +174,26 @@ def synthetic_summary(rows):
         row = {"config": config, "runs": len(fid)}
         for key, values in (("fid", fid), ("judge_is", jis)):
             v = np.asarray(values, float)
-            row.update({f"{key}_n": len(v), f"{key}_mean": v.mean() if len(v) else np.nan,
-                        f"{key}_std": v.std(ddof=1) if len(v) > 1 else np.nan})
+            row.update(
+                {
+                    f"{key}_n": len(v),
+                    f"{key}_mean": v.mean() if len(v) else np.nan,
+                    f"{key}_std": v.std(ddof=1) if len(v) > 1 else np.nan,
+                }
+            )
         out.append(row)
     summary = pd.DataFrame(out)
-    for key in ("steps", "train_minutes", "kid_mean", "judge_frechet", "bpd", "is_mean", "is_std", "classifier_fid",
-                "classifier_is_mean"):
+    for key in (
+        "steps",
+        "train_minutes",
+        "kid_mean",
+        "judge_frechet",
+        "bpd",
+        "is_mean",
+        "is_std",
+        "classifier_fid",
+        "classifier_is_mean",
+    ):
         summary[f"{key}_n"], summary[f"{key}_mean"], summary[f"{key}_std"] = 0, np.nan, np.nan
     return summary
 
@@ -164,8 +207,9 @@ def test_differences_against_the_seed_spread_on_a_synthetic_table():
     assert pooled_seed_std([1.0, 3.0], [4, 2]) == (pytest.approx(math.sqrt((3 * 1 + 1 * 9) / 4)), 4)
     s, dof = pooled_seed_std([np.nan, np.nan], [1, 1])
     assert math.isnan(s) and dof == 0
-    summary = synthetic_summary([("A", [10, 12], [5, 5]), ("B", [20, 22], [4, 4]), ("C", [11, 15], []),
-                                 ("D", [40], [6])])
+    summary = synthetic_summary(
+        [("A", [10, 12], [5, 5]), ("B", [20, 22], [4, 4]), ("C", [11, 15], []), ("D", [40], [6])]
+    )
     d = seed_spread_differences(summary).set_index(["metric", "a", "b"])
     ab, ac, ad, bc = (d.loc[("fid", *pair)] for pair in (("A", "B"), ("A", "C"), ("A", "D"), ("B", "C")))
     assert ab["diff"] == pytest.approx(10) and ab["seed_std"] == pytest.approx(2) and ab["dof"] == 3
@@ -177,8 +221,11 @@ def test_differences_against_the_seed_spread_on_a_synthetic_table():
     assert jis["seed_std"] == 0 and jis["larger"] and jis["better"] == "A" and math.isinf(jis["t"])
     assert ("judge_is", "A", "C") not in d.index
     # factor 4.5: B-C (t = 4) drops, A-B (t = 5) and every pair with D stay
-    assert set(seed_spread_differences(summary, factor=4.5).query("metric == 'fid' and larger")[["a", "b"]]
-               .itertuples(index=False, name=None)) == {("A", "B"), ("A", "D"), ("B", "D"), ("C", "D")}
+    assert set(
+        seed_spread_differences(summary, factor=4.5)
+        .query("metric == 'fid' and larger")[["a", "b"]]
+        .itertuples(index=False, name=None)
+    ) == {("A", "B"), ("A", "D"), ("B", "D"), ("C", "D")}
     text = differences_markdown(seed_spread_differences(summary))
     fid_line = next(line for line in text.splitlines() if line.startswith("- **FID**"))
     assert "seed std 2, 3 dof" in fid_line and "5 of 6 pairs" in fid_line

@@ -42,16 +42,25 @@ def test_nfe_is_exact_and_every_ode_landing_is_hooked(mixture, sde_name):
 
     restarts = [[2, 3, 0.06, 0.3], [3, 2, 0.5, 2.0]]
     cfg = sampler_cfg("restart", steps=9, restarts=restarts)
-    result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=lambda x, t: hooked.append(float(t)) or x,
-                    generator=torch.Generator().manual_seed(0), snapshot_every=3)
+    result = sample(
+        cfg,
+        counted,
+        sde,
+        (5, *SHAPE),
+        step_hook=lambda x, t: hooked.append(float(t)) or x,
+        generator=torch.Generator().manual_seed(0),
+        snapshot_every=3,
+    )
     assert result.nfe == calls[0] == 2 * 9 + 2 * 2 * 3 + 2 * 3 * 2 + 1
     assert len(hooked) == 9 + 2 * 3 + 3 * 2 + 1 and hooked[-1] == 0.0
     grid = time_grid(sde, 9, end_time(sde, cfg), cfg["grid"], start=start_time(sde, cfg)).tolist()
     main = [t for t in hooked[:-1] if t in grid]
     # each restart grid point is revisited once per pass: K extra landings there
     log_r = [math.log(ratio(sde, t)) for t in grid]
-    at = {k: min(range(1, len(grid)), key=lambda j: abs(log_r[j] - math.log(s)))
-          for k, (_, _, s, _) in enumerate(restarts)}
+    at = {
+        k: min(range(1, len(grid)), key=lambda j: abs(log_r[j] - math.log(s)))
+        for k, (_, _, s, _) in enumerate(restarts)
+    }
     expected_main = []
     for j in range(1, len(grid)):
         expected_main += [grid[j]] * (1 + sum(restarts[k][1] for k in at if at[k] == j))
@@ -121,8 +130,9 @@ def test_restart_contracts_an_error_the_ode_keeps(mixture, sde_name):
 
     def occupancy(restarts):
         cfg = sampler_cfg("restart", steps=30, grid="logsnr", restarts=restarts)
-        return component_occupancy(mixture, sample(cfg, score, sde, (n, *SHAPE),
-                                                   generator=torch.Generator().manual_seed(2)).x)
+        return component_occupancy(
+            mixture, sample(cfg, score, sde, (n, *SHAPE), generator=torch.Generator().manual_seed(2)).x
+        )
 
     ode_only, restarted = occupancy([]), occupancy([[4, 12, 0.1, 2.4]])
     assert ((ode_only - q).abs() > 3 * tol).any(), f"ODE alone {ode_only.tolist()} vs {q.tolist()}: no error to fix"
@@ -151,17 +161,30 @@ def test_inpainting_matches_the_exact_conditional(mixture):
     mask = torch.zeros(1, *SHAPE[1:])
     mask[..., :2, :] = 1  # top half known
     sde = VESDE(GeometricSigma())
-    heun = exact_imputation_error(mixture, sde, GMMScore(mixture, sde), sampler_cfg("heun", steps=30), mask,
-                                  n_obs=4, per_obs=200)
-    restart = exact_imputation_error(mixture, sde, GMMScore(mixture, sde),
-                                     sampler_cfg("restart", steps=30, grid="logsnr"), mask, n_obs=4, per_obs=200)
+    heun = exact_imputation_error(
+        mixture, sde, GMMScore(mixture, sde), sampler_cfg("heun", steps=30), mask, n_obs=4, per_obs=200
+    )
+    restart = exact_imputation_error(
+        mixture,
+        sde,
+        GMMScore(mixture, sde),
+        sampler_cfg("restart", steps=30, grid="logsnr"),
+        mask,
+        n_obs=4,
+        per_obs=200,
+    )
     assert restart["known_error"] == 0
     assert restart["sw2"] < heun["sw2"] + 0.05 and restart["tv"] < heun["tv"] + 0.05, (heun, restart)
 
 
 def test_bad_intervals_are_refused(mixture):
     sde = SDES["vp-linear"]
-    for restarts in ([[2, 2, 0.3]], [[0, 2, 0.06, 0.3]], [[2, -1, 0.06, 0.3]], [[2, 2, 0.3, 0.06]],
-                     [[2, 2, 0.001, 0.0015]]):
+    for restarts in (
+        [[2, 2, 0.3]],
+        [[0, 2, 0.06, 0.3]],
+        [[2, -1, 0.06, 0.3]],
+        [[2, 2, 0.3, 0.06]],
+        [[2, 2, 0.001, 0.0015]],
+    ):
         with pytest.raises(ValueError, match="restart interval"):
             sample(sampler_cfg("restart", steps=5, restarts=restarts), GMMScore(mixture, sde), sde, (2, *SHAPE))

@@ -58,8 +58,9 @@ def test_kid_subset_size_is_clipped_to_the_smaller_set():
 
 def modes(n_per_mode, centres, seed=0, spread=0.05):
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([c + spread * torch.randn(n_per_mode, centres.shape[1], generator=g, dtype=torch.float64)
-                      for c in centres])
+    return torch.cat(
+        [c + spread * torch.randn(n_per_mode, centres.shape[1], generator=g, dtype=torch.float64) for c in centres]
+    )
 
 
 def test_precision_recall_planted_cases():

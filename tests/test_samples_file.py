@@ -20,17 +20,45 @@ def run(*argv):
 def test_files_written_by_sample_and_eval_use_the_vocabulary(tmp_path):
     """Class-guided samples of the exact mixture: samples.npz has x, labels, nfe ... and no other key;
     eval of that file and eval drawing its own samples write only vocabulary keys in metrics.json."""
-    run("sample", "model=gmm", "data=gmm", "guidance=classifier", "guidance.label=all", "n_samples=40",
-        "batch_size=20", "sampler=dpm_solver", "compare=[em]", "progress=false", f"hydra.run.dir={tmp_path / 's'}")
+    run(
+        "sample",
+        "model=gmm",
+        "data=gmm",
+        "guidance=classifier",
+        "guidance.label=all",
+        "n_samples=40",
+        "batch_size=20",
+        "sampler=dpm_solver",
+        "compare=[em]",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 's'}",
+    )
     with np.load(tmp_path / "s" / "samples.npz") as f:
         keys = set(f.files)
         assert f["labels"].shape == (40,) and f["x"].shape == (40, 1, 4, 4)
     assert {"x", "labels", "nfe", "nfe_total", "nfe_per_batch", "seconds"} == keys <= set(samples_file.SAMPLES_KEYS)
     produced = [json.loads((tmp_path / "s" / "metrics.json").read_text())]
-    run("eval", f"samples={tmp_path / 's' / 'samples.npz'}", "metric=[kid,gap]", "eval.ref_size=200",
-        f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={tmp_path / 'e1'}")
-    run("eval", "model=gmm", "data=gmm", "metric=all", "n_samples=400", "eval.ref_size=200", "eval.bpd.n_points=8",
-        f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={tmp_path / 'e2'}")
+    run(
+        "eval",
+        f"samples={tmp_path / 's' / 'samples.npz'}",
+        "metric=[kid,gap]",
+        "eval.ref_size=200",
+        f"eval.cache_dir={tmp_path / 'cache'}",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'e1'}",
+    )
+    run(
+        "eval",
+        "model=gmm",
+        "data=gmm",
+        "metric=all",
+        "n_samples=400",
+        "eval.ref_size=200",
+        "eval.bpd.n_points=8",
+        f"eval.cache_dir={tmp_path / 'cache'}",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'e2'}",
+    )
     produced += [json.loads((tmp_path / e / "metrics.json").read_text()) for e in ("e1", "e2")]
     for metrics in produced:
         unknown = [k for k in metrics if not samples_file.is_metrics_key(k)]
@@ -68,8 +96,10 @@ BAD_FILES = {
     "string-x": (lambda: {"x": np.array(["a", "b"])}, r"x has dtype <U1"),
     "nan": (lambda: {"x": np.full((8, 1, 4, 4), np.nan, np.float32)}, r"8 of 8 samples contain NaN/inf"),
     "flat": (lambda: {"x": np.zeros((8, 16), np.float32)}, r"x has shape \(8, 16\); it must be \(N, C, H, W\)"),
-    "out-of-range": (lambda: {"x": np.random.default_rng(0).uniform(-500, 500, (64, 1, 4, 4))},
-                     r"x spans \[-4\d\d\.?\d*, 4\d\d\.?\d*\], outside the range of GMMDataModule samples"),
+    "out-of-range": (
+        lambda: {"x": np.random.default_rng(0).uniform(-500, 500, (64, 1, 4, 4))},
+        r"x spans \[-4\d\d\.?\d*, 4\d\d\.?\d*\], outside the range of GMMDataModule samples",
+    ),
     "labels": (lambda: {"x": gmm_points(8), "labels": np.zeros(3, np.int64)}, r"labels have .* shape \(3,\)"),
 }
 
@@ -80,8 +110,15 @@ def test_a_bad_samples_file_is_one_line(tmp_path, capsys, name):
     np.savez(tmp_path / "bad.npz", **make())
     capsys.readouterr()
     with pytest.raises(SystemExit) as err:
-        run("eval", "model=gmm", "data=gmm", f"samples={tmp_path / 'bad.npz'}", "metric=fid",
-            f"hydra.run.dir={tmp_path / 'run'}", f"eval.cache_dir={tmp_path / 'cache'}")
+        run(
+            "eval",
+            "model=gmm",
+            "data=gmm",
+            f"samples={tmp_path / 'bad.npz'}",
+            "metric=fid",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"eval.cache_dir={tmp_path / 'cache'}",
+        )
     lines = capsys.readouterr().err.strip().splitlines()
     assert err.value.code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("sdegen: error: samples=") and __import__("re").search(pattern, lines[0]), lines[0]
@@ -92,11 +129,26 @@ def test_bits_per_dim_of_samples_is_refused_or_left_out(tmp_path, capsys):
     """bits/dim is a model's: metric=bpd samples= (no ckpt=) is one line; metric=all leaves it out and says why."""
     np.savez(tmp_path / "s.npz", x=gmm_points(1000))
     with pytest.raises(SystemExit):
-        run("eval", "model=gmm", "data=gmm", f"samples={tmp_path / 's.npz'}", "metric=bpd",
-            f"hydra.run.dir={tmp_path / 'run'}")
+        run(
+            "eval",
+            "model=gmm",
+            "data=gmm",
+            f"samples={tmp_path / 's.npz'}",
+            "metric=bpd",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
     assert "metric=bpd is a model's bits/dim on held-out data" in capsys.readouterr().err
-    run("eval", "model=gmm", "data=gmm", f"samples={tmp_path / 's.npz'}", "metric=all", "eval.ref_size=100",
-        f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={tmp_path / 'all'}")
+    run(
+        "eval",
+        "model=gmm",
+        "data=gmm",
+        f"samples={tmp_path / 's.npz'}",
+        "metric=all",
+        "eval.ref_size=100",
+        f"eval.cache_dir={tmp_path / 'cache'}",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'all'}",
+    )
     m = json.loads((tmp_path / "all" / "metrics.json").read_text())
     assert "bpd" not in m and "bpd" in m["skipped"] and m["metric"] == "fid,kid,pr,is,gap"
 

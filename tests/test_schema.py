@@ -30,9 +30,16 @@ def homes():
     yield "sample", (), "", schema.Sample
     yield "eval", (), "", schema.Eval
     yield "report", ("run_dir=runs",), "", schema.Report
-    where = {"sampler": ("sample", "sampler"), "guidance": ("sample", "guidance"), "loss": ("train", "loss"),
-             "task": ("sample", "task"), "schedule": ("train", "schedule"), "sde": ("train", "sde"),
-             "model": ("train", "model"), "data": ("train", "data")}
+    where = {
+        "sampler": ("sample", "sampler"),
+        "guidance": ("sample", "guidance"),
+        "loss": ("train", "loss"),
+        "task": ("sample", "task"),
+        "schedule": ("train", "schedule"),
+        "sde": ("train", "sde"),
+        "model": ("train", "model"),
+        "data": ("train", "data"),
+    }
     for name, group in schema.GROUPS.items():
         models = group.models()
         command, path = where[name]
@@ -51,8 +58,10 @@ HOMES = list(homes())
 def configs():
     """The composed default config of each (command, overrides) of ``HOMES``."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return {(c, o): OmegaConf.to_container(compose(config_name=c, overrides=list(o)), resolve=True)
-                for c, o, _, _ in HOMES}
+        return {
+            (c, o): OmegaConf.to_container(compose(config_name=c, overrides=list(o)), resolve=True)
+            for c, o, _, _ in HOMES
+        }
 
 
 def _lookup(data, path):
@@ -103,8 +112,12 @@ def _in(value, tp, b) -> bool:
     """Whether a number lies in a numeric member's range (my own reading of ge/gt/le/lt)."""
     if tp is int and not float(value).is_integer():
         return False
-    return not (("ge" in b and value < b["ge"]) or ("gt" in b and value <= b["gt"])
-                or ("le" in b and value > b["le"]) or ("lt" in b and value >= b["lt"]))
+    return not (
+        ("ge" in b and value < b["ge"])
+        or ("gt" in b and value <= b["gt"])
+        or ("le" in b and value > b["le"])
+        or ("lt" in b and value >= b["lt"])
+    )
 
 
 def bad_values(field):
@@ -123,8 +136,12 @@ def bad_values(field):
         yield "type", True
     for tp, b in numeric:
         step = 1 if tp is int else 0.5
-        candidates = [b["ge"] - step if "ge" in b else None, b.get("gt"), b["le"] + step if "le" in b else None,
-                      b.get("lt")]
+        candidates = [
+            b["ge"] - step if "ge" in b else None,
+            b.get("gt"),
+            b["le"] + step if "le" in b else None,
+            b.get("lt"),
+        ]
         for value in candidates:
             if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 continue
@@ -219,8 +236,14 @@ def test_every_config_choice_has_a_schema():
 
 def test_size_like_values_are_bounded():
     """No input can run for hours before its first line: steps, sample counts and batch sizes have a ceiling."""
-    for model, key in ((schema.EM, "steps"), (schema.Sample, "n_samples"), (schema.Sample, "batch_size"),
-                       (schema.EmbeddedMNIST, "batch_size"), (schema.BPD, "n_points"), (schema.Eval, "n_samples")):
+    for model, key in (
+        (schema.EM, "steps"),
+        (schema.Sample, "n_samples"),
+        (schema.Sample, "batch_size"),
+        (schema.EmbeddedMNIST, "batch_size"),
+        (schema.BPD, "n_points"),
+        (schema.Eval, "n_samples"),
+    ):
         assert "le" in _bounds(model.model_fields[key].metadata), (model.__name__, key)
 
 
@@ -253,7 +276,8 @@ def test_configuration_reference_is_up_to_date():
     """docs/configuration.md is generated: `python -m sdegen.runtime.schema --markdown > docs/configuration.md`."""
     page = ROOT / "docs" / "configuration.md"
     assert page.read_text(encoding="utf-8") == schema.markdown(), (
-        "docs/configuration.md is out of date: python -m sdegen.runtime.schema --markdown > docs/configuration.md")
+        "docs/configuration.md is out of date: python -m sdegen.runtime.schema --markdown > docs/configuration.md"
+    )
     for word, _ in schema.VOCABULARY:
         assert f"**{word}**" in page.read_text(encoding="utf-8")
 
@@ -271,9 +295,21 @@ CLI_CASES = [
 @pytest.mark.parametrize("args, pattern", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_value_is_one_line_and_writes_nothing(tmp_path, args, pattern):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([sys.executable, "-m", "sdegen", *args.split(), f"hydra.run.dir={tmp_path / 'run'}",
-                           f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sdegen",
+            *args.split(),
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert re.match(rf"sdegen: error: {pattern}", lines[0]), lines[0]

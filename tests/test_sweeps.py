@@ -24,8 +24,11 @@ def product(**lists):
 
 def named(jobs, choices=None):
     choices = choices or {"sde": "vp", "schedule": "linear"}
-    return [f"{dict(o.split('=') for o in job).get('sde', choices['sde'])}-"
-            f"{dict(o.split('=') for o in job).get('schedule', choices['schedule'])}" for job in jobs]
+    return [
+        f"{dict(o.split('=') for o in job).get('sde', choices['sde'])}-"
+        f"{dict(o.split('=') for o in job).get('schedule', choices['schedule'])}"
+        for job in jobs
+    ]
 
 
 def test_pairs_follow_the_sde_configs():
@@ -34,18 +37,22 @@ def test_pairs_follow_the_sde_configs():
 
 
 def test_the_readme_sweep_is_the_thesis_five_with_ve_named_for_its_schedule():
-    jobs, note = sde_jobs(product(sde=["ve", "vp", "subvp"], schedule=["linear", "cosine"]),
-                          {"sde": "vp", "schedule": "linear"})
+    jobs, note = sde_jobs(
+        product(sde=["ve", "vp", "subvp"], schedule=["linear", "cosine"]), {"sde": "vp", "schedule": "linear"}
+    )
     assert named(jobs) == THESIS
     assert note.count("\n") == 0 and "sde=ve" in note and "schedule=geometric" in note
     # with geometric in the list too: VE once, VP/sub-VP with the VE schedule left out (said in the same line)
-    jobs, note = sde_jobs(product(sde=["ve", "vp", "subvp"], schedule=["geometric", "linear", "cosine"],
-                                  seed=["1"]), {"sde": "vp", "schedule": "linear"})
+    jobs, note = sde_jobs(
+        product(sde=["ve", "vp", "subvp"], schedule=["geometric", "linear", "cosine"], seed=["1"]),
+        {"sde": "vp", "schedule": "linear"},
+    )
     assert named(jobs) == THESIS and all("seed=1" in job for job in jobs)
     assert "vp-geometric" in note and "subvp-geometric" in note
     # nothing to change: no line; VE without a schedule override keeps its own default
-    jobs, note = sde_jobs(product(sde=["vp", "subvp"], schedule=["linear", "cosine"]),
-                          {"sde": "vp", "schedule": "linear"})
+    jobs, note = sde_jobs(
+        product(sde=["vp", "subvp"], schedule=["linear", "cosine"]), {"sde": "vp", "schedule": "linear"}
+    )
     assert note is None and len(jobs) == 4
     jobs, note = sde_jobs(product(sde=["ve", "vp"]), {"sde": "vp", "schedule": "linear"})
     assert note is None and named(jobs, {"sde": "vp", "schedule": "geometric"})[0] == "ve-geometric"
@@ -89,8 +96,11 @@ def main_lines(argv, capsys):
     except SystemExit as exit_:
         code = exit_.code
     out = capsys.readouterr()
-    return (code, [line for line in out.out.splitlines() if line.startswith("[sdegen]")],
-            [line for line in out.err.splitlines() if line.strip()])
+    return (
+        code,
+        [line for line in out.out.splitlines() if line.startswith("[sdegen]")],
+        [line for line in out.err.splitlines() if line.strip()],
+    )
 
 
 def test_cli_refuses_an_edm_sde_sweep_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
@@ -99,8 +109,19 @@ def test_cli_refuses_an_edm_sde_sweep_in_one_line_and_writes_nothing(tmp_path, c
     assert code == 2 and len(err) == 1 and err[0].startswith("sdegen: error:"), err
     assert "loss=edm" in err[0] and "loss=sigma2" in err[0] and not out
     assert not list(tmp_path.iterdir())
-    code, out, err = main_lines(["sdegen", "train", "-m", "sde=ve,vp,subvp", "schedule=linear,cosine", "loss=sigma2",
-                                 "dry_run=true", f"hydra.sweep.dir={tmp_path}/sweep"], capsys)
+    code, out, err = main_lines(
+        [
+            "sdegen",
+            "train",
+            "-m",
+            "sde=ve,vp,subvp",
+            "schedule=linear,cosine",
+            "loss=sigma2",
+            "dry_run=true",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        capsys,
+    )
     assert code == 0, err
     dry = [line for line in out if line.startswith("[sdegen] dry run")]
     assert [line.rsplit("/", 1)[-1] for line in dry] == [f"{i}_{name}" for i, name in enumerate(THESIS)]
@@ -109,11 +130,14 @@ def test_cli_refuses_an_edm_sde_sweep_in_one_line_and_writes_nothing(tmp_path, c
 
 def test_cli_single_run_notice_and_old_loss_key(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = main_lines(["sdegen", "train", "sde=subvp", "schedule=linear", "loss=edm", "dry_run=true",
-                                 f"hydra.run.dir={tmp_path}/a"], capsys)
+    code, out, err = main_lines(
+        ["sdegen", "train", "sde=subvp", "schedule=linear", "loss=edm", "dry_run=true", f"hydra.run.dir={tmp_path}/a"],
+        capsys,
+    )
     assert code == 0 and len([line for line in out if line.startswith("[sdegen] note")]) == 1, (out, err)
-    code, out, err = main_lines(["sdegen", "train", "sde=subvp", "loss=sigma2", "dry_run=true",
-                                 f"hydra.run.dir={tmp_path}/b"], capsys)
+    code, out, err = main_lines(
+        ["sdegen", "train", "sde=subvp", "loss=sigma2", "dry_run=true", f"hydra.run.dir={tmp_path}/b"], capsys
+    )
     assert code == 0 and not [line for line in out if line.startswith("[sdegen] note")]
     code, out, err = main_lines(["sdegen", "train", "loss.weighting=sigma2"], capsys)
     assert code == 2 and len(err) == 1 and "loss=sigma2" in err[0] and "loss.weighting" in err[0]
@@ -125,12 +149,28 @@ def test_cli_single_run_notice_and_old_loss_key(tmp_path, capsys, monkeypatch):
 def test_sde_sweep_experiment_trains_five_different_configurations(tmp_path):
     """experiment=sde_sweep at a few steps: five jobs named for what ran, and five different training losses
     (same seed, data and initial network: under loss=sigma2 the noise levels differ per SDE configuration)."""
-    args = ["experiment=sde_sweep", "debug=fast", "trainer.max_steps=2", "data.limit=16", "data.batch_size=8",
-            "logger=csv", "trainer.enable_progress_bar=false", "sample_grid.at_end=false",
-            "sample_grid.every_n_steps=0", "trainer.limit_val_batches=0", f"hydra.sweep.dir={tmp_path}"]
+    args = [
+        "experiment=sde_sweep",
+        "debug=fast",
+        "trainer.max_steps=2",
+        "data.limit=16",
+        "data.batch_size=8",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "sample_grid.at_end=false",
+        "sample_grid.every_n_steps=0",
+        "trainer.limit_val_batches=0",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
-    result = subprocess.run([sys.executable, "-m", "sdegen", "train", *args], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "sdegen", "train", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert folders == [f"{i}_{name}" for i, name in enumerate(THESIS)]

@@ -29,31 +29,56 @@ COMMANDS = {
 }
 
 #: config groups whose values are checked before Hydra starts (one-line errors)
-GROUPS = ("sde", "schedule", "loss", "model", "sampler", "guidance", "task", "data", "trainer", "logger",
-          "experiment", "debug")
+GROUPS = (
+    "sde",
+    "schedule",
+    "loss",
+    "model",
+    "sampler",
+    "guidance",
+    "task",
+    "data",
+    "trainer",
+    "logger",
+    "experiment",
+    "debug",
+)
 #: nodes where `+key=value` may add a key: each is checked against the code that reads it
 #: (model constructor arguments, sampler options, lightning.Trainer arguments)
-OPEN_NODES = {"train": ("model", "sample_grid.sampler", "trainer", "hydra"), "sample": ("model", "sampler", "hydra"),
-              "eval": ("model", "sampler", "hydra"), "report": ("hydra",)}
+OPEN_NODES = {
+    "train": ("model", "sample_grid.sampler", "trainer", "hydra"),
+    "sample": ("model", "sampler", "hydra"),
+    "eval": ("model", "sampler", "hydra"),
+    "report": ("hydra",),
+}
 
 
 def usage() -> str:
-    lines = ["usage: sdegen {train,sample,eval,report} [--help|--cfg job|-m] [key=value ...]", "",
-             "Score-based generative modelling with SDEs (VE, VP, sub-VP).", "", "commands:"]
+    lines = [
+        "usage: sdegen {train,sample,eval,report} [--help|--cfg job|-m] [key=value ...]",
+        "",
+        "Score-based generative modelling with SDEs (VE, VP, sub-VP).",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
     lines += ["", "config groups (choose with group=name):"]
     lines += [f"  {g:<11} {', '.join(group_choices(g))}" for g in GROUPS if group_choices(g) and g != "task"]
     lines += [f"  {'task':<11} " + "; ".join(f"{c}: {', '.join(t)}" for c, t in TASKS.items() if t)]
-    lines += ["", "examples:",
-              "  sdegen train sde=subvp schedule=linear",
-              "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine loss=sigma2",
-              "  sdegen train experiment=sde_sweep dry_run=true   # list the jobs, run nothing",
-              "  sdegen sample model=gmm data=gmm sampler=dpm_solver",
-              "  sdegen sample ckpt=outputs/train/<run> sampler=pc",
-              "  sdegen eval metric=bpd model=gmm data=gmm",
-              "  sdegen report outputs/multirun/train/<date>",
-              "", "'sdegen COMMAND --help' shows that command's composed config and Hydra's options.",
-              "Errors are one line; HYDRA_FULL_ERROR=1 or verbose=true shows the traceback."]
+    lines += [
+        "",
+        "examples:",
+        "  sdegen train sde=subvp schedule=linear",
+        "  sdegen train -m sde=ve,vp,subvp schedule=linear,cosine loss=sigma2",
+        "  sdegen train experiment=sde_sweep dry_run=true   # list the jobs, run nothing",
+        "  sdegen sample model=gmm data=gmm sampler=dpm_solver",
+        "  sdegen sample ckpt=outputs/train/<run> sampler=pc",
+        "  sdegen eval metric=bpd model=gmm data=gmm",
+        "  sdegen report outputs/multirun/train/<date>",
+        "",
+        "'sdegen COMMAND --help' shows that command's composed config and Hydra's options.",
+        "Errors are one line; HYDRA_FULL_ERROR=1 or verbose=true shows the traceback.",
+    ]
     return "\n".join(lines)
 
 
@@ -68,8 +93,10 @@ def check_args(command: str, args: list[str]) -> None:
         key = key.lstrip("+")
         if key in ("loss.weighting", "loss.sigma_data"):  # the loss is a group: loss=<name>; edm's σ_d: loss.data_std
             hint = f"loss={value}" if key == "loss.weighting" else "loss=edm loss.data_std=..."
-            raise UserError(f"{key} is not a config key: the loss is chosen with loss=<name> "
-                            f"({', '.join(group_choices('loss'))}), e.g. {hint}")
+            raise UserError(
+                f"{key} is not a config key: the loss is chosen with loss=<name> "
+                f"({', '.join(group_choices('loss'))}), e.g. {hint}"
+            )
         group = key.split("@", 1)[0]
         if group in GROUPS:
             if value in ("null", "none") and group in ("experiment", "debug"):
@@ -82,18 +109,39 @@ def check_args(command: str, args: list[str]) -> None:
                     check_experiment(command, v)
                 if v not in choices:
                     if group == "task" and v in group_choices("task"):
-                        raise UserError(f"task={v} is not a task of `sdegen {command}`; "
-                                        f"its tasks: {', '.join(choices)}")
+                        raise UserError(
+                            f"task={v} is not a task of `sdegen {command}`; its tasks: {', '.join(choices)}"
+                        )
                     raise UserError(f"{group}={v} is not a valid choice; valid {group} values: {', '.join(choices)}")
         elif added and not any(key == n or key.startswith((n + ".", n + "/")) for n in OPEN_NODES[command]):
-            raise UserError(f"+{key}={value} adds a key that `sdegen {command}` does not read; check the spelling "
-                            f"(`sdegen {command} --cfg job` lists the keys)")
+            raise UserError(
+                f"+{key}={value} adds a key that `sdegen {command}` does not read; check the spelling "
+                f"(`sdegen {command} --cfg job` lists the keys)"
+            )
 
 
 #: Hydra options after which the command runs nothing of sdegen's (help, printing the config)
-INFO_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--resolve", "-p", "--package",
-              "-sc", "--shell-completion", "--experimental-rerun", "-cp", "--config-path", "-cn", "--config-name",
-              "-cd", "--config-dir")
+INFO_FLAGS = (
+    "-h",
+    "--help",
+    "--hydra-help",
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "--resolve",
+    "-p",
+    "--package",
+    "-sc",
+    "--shell-completion",
+    "--experimental-rerun",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+)
 #: a multirun with more jobs than this is checked job by job as it runs (inside each job, before its work)
 MAX_CHECKED_JOBS = 64
 
@@ -162,8 +210,10 @@ def check_experiment(command: str, name: str) -> None:
     own = set(_default_groups(config_dir() / f"{command}.yaml"))
     other = [g for g in _default_groups(config_dir() / "experiment" / f"{name}.yaml") if g not in own]
     if other:
-        raise UserError(f"experiment={name} is not an experiment of `sdegen {command}`: it sets the {other[0]} "
-                        f"group, which `sdegen {command}` does not have")
+        raise UserError(
+            f"experiment={name} is not an experiment of `sdegen {command}`: it sets the {other[0]} "
+            f"group, which `sdegen {command}` does not have"
+        )
 
 
 def _positional_to_override(command: str, args: list[str]) -> list[str]:
@@ -287,7 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     command = argv[1]
     args = [a for a in argv[2:] if a.lower() not in ("verbose=true", "verbose=false")]
     verbose = any(a.lower() == "verbose=true" for a in argv[2:]) or (
-        os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get("SDEGEN_SET_FULL_ERROR"))
+        os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get("SDEGEN_SET_FULL_ERROR")
+    )
     try:
         if command not in COMMANDS:
             raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")

@@ -51,7 +51,7 @@ def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[top:top + h, left:left + w] = images[i]
+        grid[top : top + h, left : left + w] = images[i]
     return grid
 
 
@@ -128,8 +128,9 @@ def evolution_figure(snapshots, times, path, *, rows: int = 8, reference=None, t
     reference = None if reference is None else np.asarray(reference)
     limits = _limits(snapshots[-1:], reference) if points else None  # axes of the data, not the noise
     width = 1.6 if points else 1.0
-    fig, axes = plt.subplots(1, n, figsize=(width * n + 0.4, 1.9 if points else 0.9 * min(rows, len(snapshots[0])) + 0.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, n, figsize=(width * n + 0.4, 1.9 if points else 0.9 * min(rows, len(snapshots[0])) + 0.5), squeeze=False
+    )
     for ax, snap, t in zip(axes[0], snapshots, times):
         if points:
             _draw(ax, np.asarray(snap), 1, limits if snap is snapshots[-1] else _limits([snap]), reference)

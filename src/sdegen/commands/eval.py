@@ -39,24 +39,57 @@ from ..runtime.setup import Setup, build_data, build_setup, guided_score
 from ..training.classifier import accuracy_curve
 
 #: the figures the log line shows
-SHOWN = ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "bpd", "bpd_se_rms", "bpd_exact",
-         "bpd_nfe", "gap", "gap_se", "classifier_fid", "classifier_kid_mean", "classifier_accuracy", "judge_frechet",
-         "judge_confident", "judge_balance", "judge_is", "judge_nn_min", "judge_nn_median", "judge_copies")
+SHOWN = (
+    "fid",
+    "kid_mean",
+    "kid_std",
+    "precision",
+    "recall",
+    "is_mean",
+    "is_std",
+    "bpd",
+    "bpd_se_rms",
+    "bpd_exact",
+    "bpd_nfe",
+    "gap",
+    "gap_se",
+    "classifier_fid",
+    "classifier_kid_mean",
+    "classifier_accuracy",
+    "judge_frechet",
+    "judge_confident",
+    "judge_balance",
+    "judge_is",
+    "judge_nn_min",
+    "judge_nn_median",
+    "judge_copies",
+)
 log = logging.getLogger("sdegen")
 
 
 def generate_samples(setup: Setup, score_fn, cfg) -> tuple[dict, float]:
     """(the arrays of a samples file, NFE per sample): ``n_samples`` drawn with the configured sampler."""
     start = time.time()
-    gen = generate(setup, score_fn, cfg.sampler, int(cfg.n_samples), batch_size=int(cfg.batch_size),
-                   generator=setup.generator(), progress=bool(cfg.get("progress", True)))
+    gen = generate(
+        setup,
+        score_fn,
+        cfg.sampler,
+        int(cfg.n_samples),
+        batch_size=int(cfg.batch_size),
+        generator=setup.generator(),
+        progress=bool(cfg.get("progress", True)),
+    )
     return samples_file.samples_arrays(gen, setup.data, time.time() - start), float(gen.nfe)
 
 
 def check_metric_options(cfg) -> None:
     """The ranges of the sample-metric and bits/dim options (the rest: ``runtime.config.check_config``)."""
-    for key, low, optional in (("eval.kid_subsets", 1, False), ("eval.kid_subset_size", 2, True),
-                               ("eval.pr_k", 1, False), ("eval.bpd.n_probes", 1, False)):
+    for key, low, optional in (
+        ("eval.kid_subsets", 1, False),
+        ("eval.kid_subset_size", 2, True),
+        ("eval.pr_k", 1, False),
+        ("eval.bpd.n_probes", 1, False),
+    ):
         value = OmegaConf.select(cfg, key, default=None)
         if value is None and optional:
             continue
@@ -94,16 +127,27 @@ def evaluate(cfg) -> dict:
     samples_path = cfg.get("samples")
     guidance = str((cfg.get("guidance") or {}).get("name", "none"))
     if samples_path and guidance != "none":
-        raise UserError(f"guidance={guidance} applies when eval draws the samples; samples= are already drawn "
-                        f"(drop guidance=, or drop samples= to generate guided samples)")
+        raise UserError(
+            f"guidance={guidance} applies when eval draws the samples; samples= are already drawn "
+            f"(drop guidance=, or drop samples= to generate guided samples)"
+        )
     skipped: dict = {}
     if samples_path and not cfg.get("ckpt"):
-        drop(wanted, skipped, explicit, "bpd", "is a model's bits/dim on held-out data, and samples= bring no model: "
-                                               "give the model too (ckpt=PATH), or drop samples=")
+        drop(
+            wanted,
+            skipped,
+            explicit,
+            "bpd",
+            "is a model's bits/dim on held-out data, and samples= bring no model: "
+            "give the model too (ckpt=PATH), or drop samples=",
+        )
     out = current_run_dir(cfg)
     t0 = time.time()
-    need_samples = (any(m in wanted for m in (*inputs.FEATURE_METRICS, "is", "gap")) or bool(ev.classifier_ckpt)
-                    or bool(ev.get("judge")))
+    need_samples = (
+        any(m in wanted for m in (*inputs.FEATURE_METRICS, "is", "gap"))
+        or bool(ev.classifier_ckpt)
+        or bool(ev.get("judge"))
+    )
     setup = build_setup(cfg) if ("bpd" in wanted or not samples_path) else None
     device = setup.device if setup is not None else torch.device("cpu")
     samples, data, pre, sampling = None, setup.data if setup is not None else None, None, {}
@@ -113,11 +157,18 @@ def evaluate(cfg) -> dict:
             data = samples_file.data_of_samples(cfg, Path(samples_path))
             samples_file.check_samples(samples, data, samples_path)
         if not inputs.has_exact_density(data):
-            drop(wanted, skipped, explicit, "gap", f"needs samples of the Gaussian-mixture test bed (data=gmm), whose "
-                                                   f"log-density is exact; {type(data).__name__} has none (use fid, "
-                                                   f"kid, pr, is or bpd)")
-        pre = inputs.prerequisites(ev, data, wanted, seed=int(cfg.seed), explicit=explicit,
-                                   classifier=classifier_of(cfg))  # fail fast: network, reference, classifier
+            drop(
+                wanted,
+                skipped,
+                explicit,
+                "gap",
+                f"needs samples of the Gaussian-mixture test bed (data=gmm), whose "
+                f"log-density is exact; {type(data).__name__} has none (use fid, "
+                f"kid, pr, is or bpd)",
+            )
+        pre = inputs.prerequisites(
+            ev, data, wanted, seed=int(cfg.seed), explicit=explicit, classifier=classifier_of(cfg)
+        )  # fail fast: network, reference, classifier
         needs = inputs.samples_needed([m for m in wanted if m not in pre["skipped"]], ev)
         if samples_path:
             samples_file.check_samples(samples, data, samples_path, needs)
@@ -126,17 +177,35 @@ def evaluate(cfg) -> dict:
                 if int(cfg.n_samples) < least:
                     raise UserError(f"n_samples={cfg.n_samples}: {what} needs at least {least} samples")
             samples, nfe = generate_samples(setup, guided_score(cfg, setup), cfg)
-            sampling = {"nfe": nfe, "nfe_total": int(samples["nfe_total"]),
-                        "sampling_seconds": float(samples["seconds"])}
+            sampling = {
+                "nfe": nfe,
+                "nfe_total": int(samples["nfe_total"]),
+                "sampling_seconds": float(samples["seconds"]),
+            }
 
     cache = Path(str(ev.cache_dir)).expanduser() if ev.cache_dir else cache_dir("fid_ref")
     model = (setup.score_model, setup.sde) if "bpd" in wanted else None
-    computed, per_point = run_metrics(wanted, data, samples, pre, ev, seed=int(cfg.seed),
-                                      batch_size=int(cfg.batch_size), device=device,
-                                      progress=bool(cfg.get("progress", True)), cache_folder=cache, model=model)
+    computed, per_point = run_metrics(
+        wanted,
+        data,
+        samples,
+        pre,
+        ev,
+        seed=int(cfg.seed),
+        batch_size=int(cfg.batch_size),
+        device=device,
+        progress=bool(cfg.get("progress", True)),
+        cache_folder=cache,
+        model=model,
+    )
     skipped.update((pre or {}).get("skipped", {}))
-    metrics = {"metric": ",".join(metrics_that_ran(computed)), "ckpt": cfg.get("ckpt"), "samples": samples_path,
-               **sampling, **computed}
+    metrics = {
+        "metric": ",".join(metrics_that_ran(computed)),
+        "ckpt": cfg.get("ckpt"),
+        "samples": samples_path,
+        **sampling,
+        **computed,
+    }
     if skipped:
         metrics["skipped"] = skipped
     metrics["seconds"] = time.time() - t0
@@ -169,17 +238,29 @@ def evaluate_classifier(cfg) -> dict:
     t_min = plain["task"].get("t_min")
     t_min = float(sde.eps if t_min is None else t_min)
     times = np.linspace(t_min, sde.T, int(ev.get("n_times", 11))).tolist()
-    accuracies = accuracy_curve(model, sde, x.float(), torch.as_tensor(y).long(), times,
-                                batch_size=int(cfg.batch_size), device=device)
+    accuracies = accuracy_curve(
+        model, sde, x.float(), torch.as_tensor(y).long(), times, batch_size=int(cfg.batch_size), device=device
+    )
     log_snr = [float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) for t in times]
-    result = {"mean_accuracy": float(np.mean(accuracies)), "times": times, "accuracy": accuracies, "log_snr": log_snr,
-              "n": int(x.shape[0]), "split": split, "sde": plain["sde"].get("_target_"), "ckpt": str(cfg.ckpt)}
+    result = {
+        "mean_accuracy": float(np.mean(accuracies)),
+        "times": times,
+        "accuracy": accuracies,
+        "log_snr": log_snr,
+        "n": int(x.shape[0]),
+        "split": split,
+        "sde": plain["sde"].get("_target_"),
+        "ckpt": str(cfg.ckpt),
+    }
     out = current_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "classifier_accuracy.json").write_text(json.dumps(result, indent=2))
     _plot_curve(result, out / "classifier_accuracy.png")
-    log.info(f"classifier accuracy (mean over {len(times)} noise levels): {result['mean_accuracy']:.3f}; "
-             + ", ".join(f"t={t:.2f}: {a:.3f}" for t, a in zip(times, accuracies)) + f" -> {out}")
+    log.info(
+        f"classifier accuracy (mean over {len(times)} noise levels): {result['mean_accuracy']:.3f}; "
+        + ", ".join(f"t={t:.2f}: {a:.3f}" for t, a in zip(times, accuracies))
+        + f" -> {out}"
+    )
     return result
 
 

@@ -84,14 +84,28 @@ def main(cfg):
     data = setup.data
 
     start = time.perf_counter()
-    gen = generate(setup, score_fn, sampler_cfg, n, batch_size=batch_size, generator=setup.generator(),
-                   snapshot_every=_auto_snapshot_every(cfg, sampler_cfg), progress=progress)
+    gen = generate(
+        setup,
+        score_fn,
+        sampler_cfg,
+        n,
+        batch_size=batch_size,
+        generator=setup.generator(),
+        snapshot_every=_auto_snapshot_every(cfg, sampler_cfg),
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     arrays = samples_file.samples_arrays(gen, data, seconds)
     images = arrays["images"] if "images" in arrays else viz.to_uint8_images(arrays["x"], value_range=None)
-    metrics = {"nfe": gen.nfe, "nfe_total": gen.nfe_total, "seconds": seconds,
-               "samples_per_second": n / max(seconds, 1e-9)}
-    compare_panels = compare_samplers(setup, score_fn, compare, min(n, batch_size), progress=progress) if compare else None
+    metrics = {
+        "nfe": gen.nfe,
+        "nfe_total": gen.nfe_total,
+        "seconds": seconds,
+        "samples_per_second": n / max(seconds, 1e-9),
+    }
+    compare_panels = (
+        compare_samplers(setup, score_fn, compare, min(n, batch_size), progress=progress) if compare else None
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     samples_file.write_samples(out / "samples.npz", arrays)
@@ -107,20 +121,29 @@ def main(cfg):
     first = gen.first
     if first is not None and first.trajectory:  # evolution: noise → data, thesis Fig. 4.1
         panels = [_points_or_images(data, snap) for snap in first.trajectory]
-        viz.evolution_figure(panels, first.times, out / "evolution.png", rows=int(cfg.get("evolution_rows", 8)),
-                             reference=_reference_points(data, len(first.trajectory[0])),
-                             title=samplers.describe(sampler_cfg))
+        viz.evolution_figure(
+            panels,
+            first.times,
+            out / "evolution.png",
+            rows=int(cfg.get("evolution_rows", 8)),
+            reference=_reference_points(data, len(first.trajectory[0])),
+            title=samplers.describe(sampler_cfg),
+        )
     if compare_panels is not None:
         panels, nfes = compare_panels
-        viz.comparison_figure(panels, out / "compare.png", reference=_reference_points(data, min(n, batch_size)), nrow=8)
+        viz.comparison_figure(
+            panels, out / "compare.png", reference=_reference_points(data, min(n, batch_size)), nrow=8
+        )
         metrics.update(nfes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_metrics(cfg, out, metrics, image=grid_path)
     data_std = setup.data_std if samplers.needs_data_std(sampler_cfg) else None
-    log.info(f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, "
-             f"{samplers.settings(sampler_cfg, data_std)}, "
-             f"{gen.nfe:g} NFE per sample, "
-             f"{seconds:.1f} s)")
+    log.info(
+        f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, "
+        f"{samplers.settings(sampler_cfg, data_std)}, "
+        f"{gen.nfe:g} NFE per sample, "
+        f"{seconds:.1f} s)"
+    )
     return metrics
 
 
@@ -150,9 +173,17 @@ def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, prog
     panels, metrics = {}, {}
     for name, sampler_cfg in sampler_cfgs.items():
         with torch.no_grad():
-            result = samplers.sample(sampler_cfg, score_fn, setup.sde, x_init.shape, x_init=x_init.clone(),
-                                     generator=setup.generator(), device=setup.device, progress=progress,
-                                     data_std=setup.data_std if samplers.needs_data_std(sampler_cfg) else None)
+            result = samplers.sample(
+                sampler_cfg,
+                score_fn,
+                setup.sde,
+                x_init.shape,
+                x_init=x_init.clone(),
+                generator=setup.generator(),
+                device=setup.device,
+                progress=progress,
+                data_std=setup.data_std if samplers.needs_data_std(sampler_cfg) else None,
+            )
         check_finite(result.x, f"compare: {name}")
         panel = _points_or_images(setup.data, result.x.detach().float().cpu())
         label = f"{name} ({sampler_cfg.get('steps', '?')} steps, {result.nfe:g} NFE)"
@@ -169,36 +200,57 @@ def run_task(task: str, cfg, setup, score_fn, out):
     cpu_generator = torch.Generator().manual_seed(int(cfg.seed))  # images and masks
     generator = setup.generator(cfg.seed)  # sampling noise, on the device
     ref = setup.data.reference(n, split=str(cfg.task.get("split") or "test"), generator=cpu_generator)
-    originals, labels = (ref if isinstance(ref, (tuple, list)) else (ref, None))
+    originals, labels = ref if isinstance(ref, (tuple, list)) else (ref, None)
     originals = originals.float()
     known, mask, shown = problem.prepare(originals, cpu_generator)
     outputs, nfe = [], 0
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         m = mask[sl] if mask.shape[0] == n else mask
-        result = inpaint.impute(score_fn, setup.sde, cfg.sampler, known[sl].to(setup.device), m.to(setup.device),
-                                resample=cfg.task.get("resample"), generator=generator, to_basis=problem.to_basis,
-                                from_basis=problem.from_basis, progress=bool(cfg.get("progress", True)),
-                                data_std=setup.data_std if samplers.needs_data_std(cfg.sampler) else None)
+        result = inpaint.impute(
+            score_fn,
+            setup.sde,
+            cfg.sampler,
+            known[sl].to(setup.device),
+            m.to(setup.device),
+            resample=cfg.task.get("resample"),
+            generator=generator,
+            to_basis=problem.to_basis,
+            from_basis=problem.from_basis,
+            progress=bool(cfg.get("progress", True)),
+            data_std=setup.data_std if samplers.needs_data_std(cfg.sampler) else None,
+        )
         outputs.append(result.x.detach().cpu())
         nfe += result.nfe
     imputed = torch.cat(outputs)
     check_finite(imputed, f"task={task}")
     unscale = setup.data.unscale
-    arrays = {"samples": unscale(imputed).numpy(), "originals": unscale(originals).numpy(),
-              "observed": unscale(shown).numpy(), "masks": mask.expand(n, *mask.shape[1:]).numpy()}
+    arrays = {
+        "samples": unscale(imputed).numpy(),
+        "originals": unscale(originals).numpy(),
+        "observed": unscale(shown).numpy(),
+        "masks": mask.expand(n, *mask.shape[1:]).numpy(),
+    }
     if labels is not None:
         arrays["labels"] = torch.as_tensor(labels).numpy()
-    summary = {"task": task, "n": n, "nfe_per_batch": nfe / max(1, len(outputs)), "nfe_total": nfe,
-               "resample": int(cfg.task.get("resample") or cfg.sampler.get("resample", 1)),
-               "mse_to_original": float(((imputed - originals) ** 2).mean())}
+    summary = {
+        "task": task,
+        "n": n,
+        "nfe_per_batch": nfe / max(1, len(outputs)),
+        "nfe_total": nfe,
+        "resample": int(cfg.task.get("resample") or cfg.sampler.get("resample", 1)),
+        "mse_to_original": float(((imputed - originals) ** 2).mean()),
+    }
     out.mkdir(parents=True, exist_ok=True)
     samples_file.write_samples(out / "samples.npz", arrays)
     save_config(cfg, setup, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if getattr(setup.data, "is_image", False):
-        inpaint.save_rows_figure(out / f"{task}.png", [arrays[k] for k in problem.rows],
-                                 [problem.labels.get(k, k) for k in problem.rows],
-                                 n_cols=int(cfg.task.get("figure_cols", 8)))
+        inpaint.save_rows_figure(
+            out / f"{task}.png",
+            [arrays[k] for k in problem.rows],
+            [problem.labels.get(k, k) for k in problem.rows],
+            n_cols=int(cfg.task.get("figure_cols", 8)),
+        )
     log.info(f"{task}: {n} samples -> {out}/samples.npz ({summary['nfe_per_batch']:.0f} NFE per batch)")
     return {"samples": imputed, "originals": originals, "masks": mask, "dir": str(out), **summary}

@@ -98,8 +98,10 @@ def _resume(cfg):
     step = int(checkpoint.get("global_step") or 0)
     max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
     if max_steps is not None and int(max_steps) != -1 and int(max_steps) <= step:
-        raise UserError(f"trainer.max_steps={max_steps} leaves nothing to train: {ckpt_path} is at step {step}; "
-                        f"give trainer.max_steps > {step} to continue")
+        raise UserError(
+            f"trainer.max_steps={max_steps} leaves nothing to train: {ckpt_path} is at step {step}; "
+            f"give trainer.max_steps > {step} to continue"
+        )
     return cfg, ckpt_path, step
 
 
@@ -112,8 +114,9 @@ def nonfinite_message(err: FloatingPointError, run_dir: Path) -> str:
         back = f"the newest checkpoint before it is {file} (step {checkpoint.get('global_step')})"
     except UserError:
         back = "no checkpoint was written"
-    return (f"{what}; {back}; lower optim.lr, or check the loss and model settings (loss.*, model.sigma_data) "
-            f"and the data")
+    return (
+        f"{what}; {back}; lower optim.lr, or check the loss and model settings (loss.*, model.sigma_data) and the data"
+    )
 
 
 def _train(cfg, run_dir: Path):
@@ -146,8 +149,13 @@ def _train(cfg, run_dir: Path):
     stopper = StopOnSignal()
     callbacks = [*build_callbacks(cfg, run_dir), stopper] + ([RunProgressBar()] if progress else [])
     kwargs["enable_progress_bar"] = progress
-    trainer = L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir),
-                        plugins=[AtomicCheckpointIO()])
+    trainer = L.Trainer(
+        **kwargs,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
     start = time.time()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
@@ -161,21 +169,32 @@ def _train(cfg, run_dir: Path):
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     trained = int(trainer.global_step) - start_step
-    summary = {"run_dir": str(run_dir), "checkpoint": str(last), "global_step": int(trainer.global_step),
-               "steps_trained": trained, "resumed_from": str(ckpt_path) if ckpt_path else None,
-               "seconds": round(seconds, 1), **metrics}
+    summary = {
+        "run_dir": str(run_dir),
+        "checkpoint": str(last),
+        "global_step": int(trainer.global_step),
+        "steps_trained": trained,
+        "resumed_from": str(ckpt_path) if ckpt_path else None,
+        "seconds": round(seconds, 1),
+        **metrics,
+    }
     if not trainer.is_global_zero:
         return summary
     if not last.is_file():
-        raise UserError(f"training ended at step {trainer.global_step} without a checkpoint (no step was trained: "
-                        f"check trainer.max_steps / trainer.max_time)")
-    losses = "".join(f" {k}={metrics[k]:.4f}" for k in ("train/loss", "val/loss", "train/acc", "val/acc")
-                     if k in metrics)
+        raise UserError(
+            f"training ended at step {trainer.global_step} without a checkpoint (no step was trained: "
+            f"check trainer.max_steps / trainer.max_time)"
+        )
+    losses = "".join(
+        f" {k}={metrics[k]:.4f}" for k in ("train/loss", "val/loss", "train/acc", "val/acc") if k in metrics
+    )
     at = f" (steps {start_step}-{trainer.global_step} of {ckpt_path})" if ckpt_path else ""
     log.info(f"trained {trained} steps{at} in {seconds / 60:.1f} min;{losses}; checkpoint: {last}")
     if stopper.signal_received:
-        log.info(f"stopped by {stopper.signal_received} at step {trainer.global_step}; "
-                 f"resume with: sdegen train resume={run_dir}")
+        log.info(
+            f"stopped by {stopper.signal_received} at step {trainer.global_step}; "
+            f"resume with: sdegen train resume={run_dir}"
+        )
         raise SystemExit(130 if stopper.signal_received == "SIGINT" else 143)
     # steps and wall time of this invocation, for `sdegen report` (its "Steps" and "Train (min)" columns)
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))

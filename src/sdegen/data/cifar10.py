@@ -21,8 +21,15 @@ class CIFAR10DataModule(ImageDataModule):
     shape = (3, 32, 32)
     num_classes = 10
 
-    def __init__(self, root="data", download=False, source="auto", train_file="cifar10/train_10k.npz",
-                 test_file="cifar10/test_1k.npz", **kw):
+    def __init__(
+        self,
+        root="data",
+        download=False,
+        source="auto",
+        train_file="cifar10/train_10k.npz",
+        test_file="cifar10/test_1k.npz",
+        **kw,
+    ):
         kw.setdefault("hflip", True)
         super().__init__(**kw)
         self.root, self.download, self.source = str(root), bool(download), source
@@ -45,8 +52,9 @@ class CIFAR10DataModule(ImageDataModule):
             from torchvision.datasets import CIFAR10
 
             for train in (True, False):
-                torchvision_split("cifar10", self.root, True,
-                                  lambda train=train: CIFAR10(self.root, train=train, download=True))
+                torchvision_split(
+                    "cifar10", self.root, True, lambda train=train: CIFAR10(self.root, train=train, download=True)
+                )
 
     def load_split(self, split):
         if self._use_npz():
@@ -57,6 +65,10 @@ class CIFAR10DataModule(ImageDataModule):
                 return f["images"], f["labels"]
         from torchvision.datasets import CIFAR10
 
-        ds = torchvision_split("cifar10", self.root, self.download,
-                               lambda: CIFAR10(self.root, train=split == "train", download=self.download))
+        ds = torchvision_split(
+            "cifar10",
+            self.root,
+            self.download,
+            lambda: CIFAR10(self.root, train=split == "train", download=self.download),
+        )
         return ds.data, ds.targets

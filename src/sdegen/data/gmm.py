@@ -6,12 +6,21 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..models.gmm import GaussianMixture
 from ..errors import UserError
+from ..models.gmm import GaussianMixture
 
 
-def load_mixture(params_file=None, num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0,
-                 means=None, stds=None, weights=None) -> GaussianMixture:
+def load_mixture(
+    params_file=None,
+    num_components=4,
+    shape=(1, 4, 4),
+    std_min=0.03,
+    std_max=0.5,
+    seed=0,
+    means=None,
+    stds=None,
+    weights=None,
+) -> GaussianMixture:
     """The mixture from an .npz, from explicit means/stds/weights, or from the multiscale preset."""
     if params_file:
         return GaussianMixture.from_npz(params_file)
@@ -31,9 +40,24 @@ class GMMDataModule(L.LightningDataModule):
 
     is_image = False
 
-    def __init__(self, params_file=None, num_components=4, shape=(1, 4, 4), std_min=0.03, std_max=0.5, seed=0,
-                 means=None, stds=None, weights=None, train_size=20000, val_size=2000, batch_size=256,
-                 num_workers=0, limit=None, **_):
+    def __init__(
+        self,
+        params_file=None,
+        num_components=4,
+        shape=(1, 4, 4),
+        std_min=0.03,
+        std_max=0.5,
+        seed=0,
+        means=None,
+        stds=None,
+        weights=None,
+        train_size=20000,
+        val_size=2000,
+        batch_size=256,
+        num_workers=0,
+        limit=None,
+        **_,
+    ):
         super().__init__()
         self.mixture = load_mixture(params_file, num_components, shape, std_min, std_max, seed, means, stds, weights)
         self.shape = self.mixture.shape
@@ -62,7 +86,9 @@ class GMMDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         self.setup()
-        return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)
+        return DataLoader(
+            self._train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True
+        )
 
     def val_dataloader(self):
         self.setup()

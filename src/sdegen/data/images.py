@@ -45,15 +45,20 @@ def torchvision_split(name: str, root: str, download: bool, make):
             dataset = make()
     except (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror) as err:
         reason = getattr(err, "reason", None) or err
-        raise UserError(f"data={name}: no local copy under data.root={root} and the download failed "
-                        f"({' '.join(str(reason).split())}); {hint}") from None
+        raise UserError(
+            f"data={name}: no local copy under data.root={root} and the download failed "
+            f"({' '.join(str(reason).split())}); {hint}"
+        ) from None
     except RuntimeError as err:  # torchvision: "Dataset not found..." or "Error downloading ..." (all mirrors)
         text = " ".join(str(err).split())
         if download:  # torchvision lists every mirror it tried: the first clause says what failed
-            raise UserError(f"data={name}: no local copy under data.root={root} and the download failed "
-                            f"({text.split(': Tried', 1)[0].split(':', 1)[0]}); {hint}") from None
-        raise UserError(f"data={name}: no {name} files under data.root={root} ({text}); {hint}, "
-                        f"or data.download=true with network") from None
+            raise UserError(
+                f"data={name}: no local copy under data.root={root} and the download failed "
+                f"({text.split(': Tried', 1)[0].split(':', 1)[0]}); {hint}"
+            ) from None
+        raise UserError(
+            f"data={name}: no {name} files under data.root={root} ({text}); {hint}, or data.download=true with network"
+        ) from None
     sys.stdout.write(printed.getvalue())
     return dataset
 
@@ -117,8 +122,18 @@ class ImageDataModule(L.LightningDataModule):
     shape: tuple = ()
     num_classes: int = 0
 
-    def __init__(self, *, batch_size=128, num_workers=0, scaling="centered", dequantize=False, hflip=False,
-                 limit=None, seed=0, **_):
+    def __init__(
+        self,
+        *,
+        batch_size=128,
+        num_workers=0,
+        scaling="centered",
+        dequantize=False,
+        hflip=False,
+        limit=None,
+        seed=0,
+        **_,
+    ):
         super().__init__()
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.scaler = Scaler(scaling)
@@ -145,13 +160,17 @@ class ImageDataModule(L.LightningDataModule):
         if split not in self._splits:
             images, labels = self.load_split(split)
             images = to_nchw_uint8(images)
-            labels = torch.as_tensor(np.asarray(labels), dtype=torch.long) if labels is not None \
+            labels = (
+                torch.as_tensor(np.asarray(labels), dtype=torch.long)
+                if labels is not None
                 else torch.zeros(images.shape[0], dtype=torch.long)
+            )
             if self.limit:
                 images, labels = images[: int(self.limit)], labels[: int(self.limit)]
             if tuple(images.shape[1:]) != tuple(self.shape):
-                raise UserError(f"{type(self).__name__}: images have shape {tuple(images.shape[1:])}, "
-                                 f"expected {tuple(self.shape)}")
+                raise UserError(
+                    f"{type(self).__name__}: images have shape {tuple(images.shape[1:])}, expected {tuple(self.shape)}"
+                )
             self._splits[split] = (images, labels)
         return self._splits[split]
 
@@ -170,12 +189,19 @@ class ImageDataModule(L.LightningDataModule):
     def dataset(self, split: str, train: bool | None = None) -> ImageTensorDataset:
         train = split == "train" if train is None else train
         images, labels = self.split(split)
-        return ImageTensorDataset(images, labels, self.scaler, dequantize=self.dequantize and train,
-                                  hflip=self.hflip and train)
+        return ImageTensorDataset(
+            images, labels, self.scaler, dequantize=self.dequantize and train, hflip=self.hflip and train
+        )
 
     def train_dataloader(self):
-        return DataLoader(self.dataset("train"), batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.dataset("train"),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self):
         return DataLoader(self.dataset("test"), batch_size=self.batch_size, num_workers=self.num_workers)
@@ -216,11 +242,15 @@ class NpzDataModule(ImageDataModule):
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             if isinstance(err, UserError):
                 raise
-            raise UserError(f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not "
-                            f"saved by numpy.savez)") from None
+            raise UserError(
+                f"data=npz: {path} is not a readable .npz file ({type(err).__name__}; corrupt or not "
+                f"saved by numpy.savez)"
+            ) from None
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
-            raise UserError(f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
-                            f"labels must be one integer per image")
+            raise UserError(
+                f"data=npz: {path} has {len(images)} images but labels of shape {tuple(labels.shape)}; "
+                f"labels must be one integer per image"
+            )
         if labels is not None and len(labels):
             if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
                 raise UserError(f"data=npz: {path} has labels of dtype {labels.dtype}; labels must be integers >= 0")
@@ -228,8 +258,9 @@ class NpzDataModule(ImageDataModule):
             classes = self._num_classes
             if low < 0 or (classes and high >= int(classes)):
                 allowed = f"0..{int(classes) - 1} (data.num_classes={classes})" if classes else ">= 0"
-                raise UserError(f"data=npz: {path} has labels from {low} to {high}; labels must be class indices "
-                                f"{allowed}")
+                raise UserError(
+                    f"data=npz: {path} has labels from {low} to {high}; labels must be class indices {allowed}"
+                )
         return images, labels
 
     @property
@@ -283,12 +314,14 @@ class ImageFolderDataModule(ImageDataModule):
         root = self._root()
         if self.num_classes == 0:
             raise UserError(f"data=imagefolder: {root} has no class folders with images (layout: root/<class>/<image>)")
-        tf = transforms.Compose([transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size),
-                                 transforms.PILToTensor()])
+        tf = transforms.Compose(
+            [transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size), transforms.PILToTensor()]
+        )
         mode = "L" if self.channels == 1 else "RGB"
         try:
-            ds = datasets.ImageFolder(str(root), transform=tf,
-                                      loader=lambda p: datasets.folder.default_loader(p).convert(mode))
+            ds = datasets.ImageFolder(
+                str(root), transform=tf, loader=lambda p: datasets.folder.default_loader(p).convert(mode)
+            )
         except FileNotFoundError as err:  # no image files in the class folders
             raise UserError(f"data=imagefolder: {root}: {str(err).splitlines()[0]}") from None
         images = torch.stack([ds[i][0] for i in range(len(ds))])

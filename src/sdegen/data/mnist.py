@@ -69,12 +69,14 @@ class MNISTDataModule(ImageDataModule):
             from torchvision.datasets import MNIST
 
             for train in (True, False):
-                torchvision_split("mnist", self.root, True,
-                                  lambda train=train: MNIST(self.root, train=train, download=True))
+                torchvision_split(
+                    "mnist", self.root, True, lambda train=train: MNIST(self.root, train=train, download=True)
+                )
 
     def load_split(self, split):
         from torchvision.datasets import MNIST
 
-        ds = torchvision_split("mnist", self.root, self.download,
-                               lambda: MNIST(self.root, train=split == "train", download=self.download))
+        ds = torchvision_split(
+            "mnist", self.root, self.download, lambda: MNIST(self.root, train=split == "train", download=self.download)
+        )
         return ds.data, ds.targets

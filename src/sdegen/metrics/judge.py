@@ -35,7 +35,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file (the MNIST distribution format: big-endian dims after a 4-byte magic)."""
     raw = Path(path).read_bytes()
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -115,8 +115,10 @@ def load_judge(path: str | Path) -> DigitJudge:
         from ..errors import UserError
 
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
-        raise UserError(f"{path} is not a digit judge's state dict ({type(err).__name__}: {reason}); refused without "
-                        f"running it; train one with `python scripts/digit_judge.py train`") from None
+        raise UserError(
+            f"{path} is not a digit judge's state dict ({type(err).__name__}: {reason}); refused without "
+            f"running it; train one with `python scripts/digit_judge.py train`"
+        ) from None
     return judge.eval()
 
 
@@ -184,28 +186,50 @@ def nearest_neighbour_distances(x: torch.Tensor, train: torch.Tensor, k: int = 1
 COPY_THRESHOLD = 1.0  # pixel-space L2 in [0,1]^784; fresh MNIST digits sit ≈ 4–8 from their nearest training digit
 
 
-def judge_figures(judge: DigitJudge, x: torch.Tensor, ref_stats: tuple, train: torch.Tensor | None = None,
-                  copy_threshold: float = COPY_THRESHOLD) -> dict:
+def judge_figures(
+    judge: DigitJudge,
+    x: torch.Tensor,
+    ref_stats: tuple,
+    train: torch.Tensor | None = None,
+    copy_threshold: float = COPY_THRESHOLD,
+) -> dict:
     """Every figure for one set of digits ``x`` (N, 1, 28, 28) in [0, 1]: ``frechet`` (against
     ``ref_stats`` = gaussian_stats of the real test features), ``confident``, ``balance``, ``is`` (the
     judge-space inception score), and with
     ``train``: ``nn_min``, ``nn_p01`` (1st percentile), ``nn_median``, ``copies`` (count below threshold)."""
     feats, probs = judge.embed(x)
     mu, cov = gaussian_stats(feats)
-    out = {"n": int(x.shape[0]), "frechet": frechet_distance(mu, cov, *ref_stats),
-           "confident": confident_share(probs), "balance": class_balance(probs.argmax(1)),
-           "is": inception_score(probs),
-           "class_counts": torch.bincount(probs.argmax(1), minlength=10).tolist()}
+    out = {
+        "n": int(x.shape[0]),
+        "frechet": frechet_distance(mu, cov, *ref_stats),
+        "confident": confident_share(probs),
+        "balance": class_balance(probs.argmax(1)),
+        "is": inception_score(probs),
+        "class_counts": torch.bincount(probs.argmax(1), minlength=10).tolist(),
+    }
     if train is not None:
         nn_d = nearest_neighbour_distances(x, train)[:, 0]
-        out.update(nn_min=float(nn_d.min()), nn_p01=float(torch.quantile(nn_d, 0.01)),
-                   nn_median=float(nn_d.median()), copies=int((nn_d < copy_threshold).sum()))
+        out.update(
+            nn_min=float(nn_d.min()),
+            nn_p01=float(torch.quantile(nn_d, 0.01)),
+            nn_median=float(nn_d.median()),
+            copies=int((nn_d < copy_threshold).sum()),
+        )
     return out
 
 
 # --- training -------------------------------------------------------------------------------------
-def train_judge(images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 3, batch_size: int = 128,
-                lr: float = 1e-3, seed: int = 0, shift: int = 2, log=print) -> DigitJudge:
+def train_judge(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int = 3,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    shift: int = 2,
+    log=print,
+) -> DigitJudge:
     """Adam, cosine-decayed learning rate, random ±``shift``-pixel translations (so the judge does not
     hinge on exact centring).  ``images`` (N, 1, 28, 28) in [0, 1]."""
     torch.manual_seed(seed)

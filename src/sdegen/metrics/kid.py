@@ -19,8 +19,17 @@ from __future__ import annotations
 import torch
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_size: int | None = 1000,
-        degree: int = 3, gamma: float | None = None, coef: float = 1.0, seed: int = 0) -> tuple[float, float, int]:
+def kid(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    subsets: int = 100,
+    subset_size: int | None = 1000,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef: float = 1.0,
+    seed: int = 0,
+) -> tuple[float, float, int]:
     """(mean, std over subsets, subset size used) of the unbiased polynomial-kernel MMD².
 
     ``subset_size`` is clipped to the smaller set (None: the smaller set); features are used in float64.

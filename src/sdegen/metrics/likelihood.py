@@ -77,8 +77,9 @@ def divergence_hutchinson(fx: torch.Tensor, x: torch.Tensor, probes: torch.Tenso
     return divergence_hutchinson_per_probe(fx, x, probes).mean(1)
 
 
-def make_probes(shape, n_probes: int = 1, kind: str = "rademacher", *, generator=None, device=None,
-                dtype=torch.float32) -> torch.Tensor:
+def make_probes(
+    shape, n_probes: int = 1, kind: str = "rademacher", *, generator=None, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """``n_probes`` probe vectors of E[v vᵀ] = I: Rademacher (±1) or standard Gaussian."""
     full = (int(n_probes), *shape)
     if kind == "gaussian":
@@ -91,20 +92,32 @@ def make_probes(shape, n_probes: int = 1, kind: str = "rademacher", *, generator
 # --- the likelihood solve ---------------------------------------------------------------------------
 @dataclass
 class LikelihoodResult:
-    logp: torch.Tensor        # (B,) log p_eps(x) in the model's space (nats)
+    logp: torch.Tensor  # (B,) log p_eps(x) in the model's space (nats)
     prior_logp: torch.Tensor  # (B,) log N(x(T); 0, σ(T)² I)
     delta_logp: torch.Tensor  # (B,) ∫_eps^T ∇·f̃ dt
-    z: torch.Tensor           # x(T), the latent
-    nfe: int                  # evaluations of the score function
+    z: torch.Tensor  # x(T), the latent
+    nfe: int  # evaluations of the score function
     logp_se: torch.Tensor | None = None  # (B,) standard error of logp from the spread over probes:
     #   0 for the exact trace, NaN for one probe (no spread to measure)
     delta_logp_per_probe: torch.Tensor | None = None  # (B, K) one ∫ v_kᵀ(∂f̃/∂x)v_k dt per probe
 
 
-def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
-                   trace: str = "auto", probe: str = "rademacher", n_probes: int = 1, exact_max_dim: int = 64,
-                   method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, generator=None,
-                   options: dict | None = None) -> LikelihoodResult:
+def log_likelihood(
+    score_fn: Callable,
+    sde: SDE,
+    x: torch.Tensor,
+    *,
+    eps: float | None = None,
+    trace: str = "auto",
+    probe: str = "rademacher",
+    n_probes: int = 1,
+    exact_max_dim: int = 64,
+    method: str = "dopri5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    generator=None,
+    options: dict | None = None,
+) -> LikelihoodResult:
     """log p(x) of the model defined by ``score_fn`` under ``sde``, for a batch x (B, ...).
 
     ``trace``: "exact" (autograd over all D dims), "hutchinson", or "auto" (exact when
@@ -120,8 +133,11 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
         trace = "exact" if dim <= exact_max_dim else "hutchinson"
     if trace not in ("exact", "hutchinson"):
         raise ValueError(f"unknown trace {trace!r}: use exact, hutchinson or auto")
-    probes = (make_probes(x.shape, n_probes, probe, generator=generator, device=x.device, dtype=x.dtype)
-              if trace == "hutchinson" else None)
+    probes = (
+        make_probes(x.shape, n_probes, probe, generator=generator, device=x.device, dtype=x.dtype)
+        if trace == "hutchinson"
+        else None
+    )
     nfe = 0
     n_div = 1 if probes is None else probes.shape[0]
 
@@ -133,8 +149,11 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
             xt = xt.detach().requires_grad_(True)
             drift = sde.ode_drift(xt, tb, score_fn(xt, tb))  # f̃(x, t) = f x − ½ g² ∇log p_t
             nfe += 1
-            div = (divergence_exact(drift, xt)[:, None] if probes is None
-                   else divergence_hutchinson_per_probe(drift, xt, probes))  # (B, K)
+            div = (
+                divergence_exact(drift, xt)[:, None]
+                if probes is None
+                else divergence_hutchinson_per_probe(drift, xt, probes)
+            )  # (B, K)
         return drift.detach(), div.detach()
 
     times = torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device)
@@ -150,8 +169,9 @@ def log_likelihood(score_fn: Callable, sde: SDE, x: torch.Tensor, *, eps: float 
     else:
         se = per_probe.std(1, unbiased=True) / math.sqrt(n_div)
     prior = sde.prior_logp(z)
-    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=nfe, logp_se=se,
-                            delta_logp_per_probe=per_probe)
+    return LikelihoodResult(
+        logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=nfe, logp_se=se, delta_logp_per_probe=per_probe
+    )
 
 
 # --- bits per dimension ----------------------------------------------------------------------------
@@ -204,8 +224,17 @@ def affine_log_scale(scale_fn: Callable, shape, *, dtype=torch.float64) -> float
     return float(torch.log(a.abs()).sum())
 
 
-def bpd_of_batch(score_fn, sde, x_data: torch.Tensor, *, data=None, is_image: bool = False, generator=None,
-                 dtype=torch.float32, **solver) -> tuple[torch.Tensor, LikelihoodResult]:
+def bpd_of_batch(
+    score_fn,
+    sde,
+    x_data: torch.Tensor,
+    *,
+    data=None,
+    is_image: bool = False,
+    generator=None,
+    dtype=torch.float32,
+    **solver,
+) -> tuple[torch.Tensor, LikelihoodResult]:
     """Bits/dim per sample of a batch of data-space samples.
 
     Images (``is_image``): x_data is uint8 or floats in [0,1]; dequantised to x̃ = (x + u)/256,
@@ -227,6 +256,17 @@ def bpd_of_batch(score_fn, sde, x_data: torch.Tensor, *, data=None, is_image: bo
     return bits_per_dim(result.logp, y[0].numel(), log_scale=log_scale, n_bins=n_bins), result
 
 
-__all__ = ["log_likelihood", "LikelihoodResult", "divergence_exact", "divergence_hutchinson",
-           "divergence_hutchinson_per_probe", "make_probes", "bits_per_dim", "bits_per_dim_se", "dequantize",
-           "to_uint8", "affine_log_scale", "bpd_of_batch"]
+__all__ = [
+    "log_likelihood",
+    "LikelihoodResult",
+    "divergence_exact",
+    "divergence_hutchinson",
+    "divergence_hutchinson_per_probe",
+    "make_probes",
+    "bits_per_dim",
+    "bits_per_dim_se",
+    "dequantize",
+    "to_uint8",
+    "affine_log_scale",
+    "bpd_of_batch",
+]

@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3,
-                     batch_size: int = 10000) -> tuple[float, float]:
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, *, k: int = 3, batch_size: int = 10000
+) -> tuple[float, float]:
     """(precision, recall) of ``fake`` against ``real`` with k-NN manifolds (k-th neighbour radius)."""
     from torch_fidelity.metric_prc import calculate_precision_recall_part
 

@@ -39,9 +39,11 @@ def load_mnist_test(root) -> torch.Tensor:
     try:
         ds = MNIST(str(root), train=False, download=False)
     except RuntimeError as err:
-        raise UserError(f"eval.mnist_root={root}: no MNIST test split there ({str(err).splitlines()[0][:120]}); "
-                        f"give the folder that holds MNIST/raw (e.g. ../shared/data), or eval.mnist_root=null "
-                        f"to use the data module's own split") from None
+        raise UserError(
+            f"eval.mnist_root={root}: no MNIST test split there ({str(err).splitlines()[0][:120]}); "
+            f"give the folder that holds MNIST/raw (e.g. ../shared/data), or eval.mnist_root=null "
+            f"to use the data module's own split"
+        ) from None
     return ds.data[:, None].contiguous()
 
 
@@ -58,10 +60,14 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
     if mnist_root and is_mnist(data):
         images = _subset(load_mnist_test(mnist_root), n, seed)
         if images.shape[0] == MNIST_TEST_SIZE:
-            return images, (f"MNIST test split (torchvision, all 10,000 digits, at {mnist_root}): the reference "
-                            f"of published MNIST FIDs")
-        return images, (f"MNIST test split (torchvision, a seeded subset of {images.shape[0]:,} of the 10,000 digits, "
-                        f"at {mnist_root}; published MNIST FIDs use all 10,000: eval.ref_size=10000)")
+            return images, (
+                f"MNIST test split (torchvision, all 10,000 digits, at {mnist_root}): the reference "
+                f"of published MNIST FIDs"
+            )
+        return images, (
+            f"MNIST test split (torchvision, a seeded subset of {images.shape[0]:,} of the 10,000 digits, "
+            f"at {mnist_root}; published MNIST FIDs use all 10,000: eval.ref_size=10000)"
+        )
     limit = getattr(data, "limit", None)
     if limit and hasattr(data, "_splits"):  # data.limit shrinks a (debug) run's splits, not the reference
         data = copy.copy(data)
@@ -76,6 +82,8 @@ def reference_images(data, n: int, *, split: str = "test", seed: int = 0, mnist_
     images = as_uint8_rgb(data.unscale(x).clamp(0, 1))[:, : data.shape[0]].contiguous()
     note = ""
     if is_mnist(data) and images.shape[0] < MNIST_TEST_SIZE:
-        note = ("; not the 10,000-digit MNIST test split, so FID is biased upward and not comparable to published "
-                "numbers (give eval.mnist_root=../shared/data)")
+        note = (
+            "; not the 10,000-digit MNIST test split, so FID is biased upward and not comparable to published "
+            "numbers (give eval.mnist_root=../shared/data)"
+        )
     return images, f"{name} '{split}' split: {images.shape[0]:,} images{note}"

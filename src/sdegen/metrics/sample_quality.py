@@ -28,8 +28,9 @@ from .kid import kid
 from .precision_recall import precision_recall
 
 
-def extract_features(features_fn, x: torch.Tensor, *, batch_size: int = 250, device=None, progress: bool = False,
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor | None]:
+def extract_features(
+    features_fn, x: torch.Tensor, *, batch_size: int = 250, device=None, progress: bool = False, desc: str = "features"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(features (N, F) float32 on CPU, logits or None): one pass of ``features_fn`` over ``x``.
     Uses ``features_fn.features_and_logits`` when it exists (Inception: pool3 and IS logits together)."""
     if device is not None and isinstance(features_fn, torch.nn.Module):
@@ -37,7 +38,7 @@ def extract_features(features_fn, x: torch.Tensor, *, batch_size: int = 250, dev
     both = getattr(features_fn, "features_and_logits", None)
     feats, logits = [], []
     for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
-        batch = x[i:i + batch_size]
+        batch = x[i : i + batch_size]
         if device is not None:
             batch = batch.to(device)
         with torch.no_grad():
@@ -48,8 +49,9 @@ def extract_features(features_fn, x: torch.Tensor, *, batch_size: int = 250, dev
     return torch.cat(feats), (torch.cat(logits) if logits else None)
 
 
-def features_cache_file(cache_dir, name: str, identity: dict, reference: torch.Tensor, description: str,
-                        tag: str = "features") -> Path:
+def features_cache_file(
+    cache_dir, name: str, identity: dict, reference: torch.Tensor, description: str, tag: str = "features"
+) -> Path:
     """``<cache_dir>/<name>_<n>_<tag>_<hash>.pt`` (tag: e.g. inception, raw): the hash covers the feature
     network's identity (network, sha256, resize) and the reference images themselves, so stale features are
     never reused."""
@@ -75,30 +77,67 @@ def cached_features(features_fn, x: torch.Tensor, cache_file=None, **kw) -> tupl
     return feats, False
 
 
-def metrics_of_features(real: torch.Tensor, fake: torch.Tensor, *, kid_subsets: int = 100,
-                        kid_subset_size: int | None = 1000, k: int = 3, seed: int = 0, prefix: str = "") -> dict:
+def metrics_of_features(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = 1000,
+    k: int = 3,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict:
     """FID, KID (mean, std, subset size) and precision/recall of two precomputed feature sets."""
     kid_mean, kid_std, size = kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     precision, recall = precision_recall(real, fake, k=k)
-    out = {"fid": fid_is.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
-           "kid_subset_size": size, "precision": precision, "recall": recall, "pr_k": int(k),
-           "n_samples": int(fake.shape[0]), "n_reference": int(real.shape[0])}
+    out = {
+        "fid": fid_is.fid_from_features(real, fake),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "kid_subset_size": size,
+        "precision": precision,
+        "recall": recall,
+        "pr_k": int(k),
+        "n_samples": int(fake.shape[0]),
+        "n_reference": int(real.shape[0]),
+    }
     return {prefix + key: value for key, value in out.items()}
 
 
-def feature_metrics(features_fn, real: torch.Tensor | None, fake: torch.Tensor, *, real_features=None,
-                    kid_subsets: int = 100, kid_subset_size: int | None = 1000, k: int = 3, is_splits: int = 10,
-                    seed: int = 0, batch_size: int = 250, device=None, progress: bool = False,
-                    prefix: str = "") -> dict:
+def feature_metrics(
+    features_fn,
+    real: torch.Tensor | None,
+    fake: torch.Tensor,
+    *,
+    real_features=None,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = 1000,
+    k: int = 3,
+    is_splits: int = 10,
+    seed: int = 0,
+    batch_size: int = 250,
+    device=None,
+    progress: bool = False,
+    prefix: str = "",
+) -> dict:
     """FID, KID, precision/recall (and IS when ``features_fn`` gives logits) of ``fake`` against
     ``real`` (or its precomputed ``real_features``), each set passed once through ``features_fn``."""
     if real_features is None:
-        real_features, _ = extract_features(features_fn, real, batch_size=batch_size, device=device,
-                                            progress=progress, desc="reference features")
-    fake_features, logits = extract_features(features_fn, fake, batch_size=batch_size, device=device,
-                                             progress=progress, desc="sample features")
-    out = metrics_of_features(real_features, fake_features, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                              k=k, seed=seed, prefix=prefix)
+        real_features, _ = extract_features(
+            features_fn, real, batch_size=batch_size, device=device, progress=progress, desc="reference features"
+        )
+    fake_features, logits = extract_features(
+        features_fn, fake, batch_size=batch_size, device=device, progress=progress, desc="sample features"
+    )
+    out = metrics_of_features(
+        real_features,
+        fake_features,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        k=k,
+        seed=seed,
+        prefix=prefix,
+    )
     if logits is not None:
         mean, std = fid_is.inception_score_from_logits(logits, splits=is_splits, seed=seed)
         out[prefix + "is_mean"], out[prefix + "is_std"] = mean, std

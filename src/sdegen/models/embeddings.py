@@ -77,8 +77,11 @@ class LabelEmbedding(nn.Module):
         if y is None:
             y = null
         else:
-            y = torch.as_tensor(y, device=device).long().expand(batch) if torch.as_tensor(y).ndim == 0 \
+            y = (
+                torch.as_tensor(y, device=device).long().expand(batch)
+                if torch.as_tensor(y).ndim == 0
                 else torch.as_tensor(y, device=device).long()
+            )
             y = torch.where((y < 0) | (y > self.num_classes), null, y)
             if self.training and self.dropout > 0:
                 y = torch.where(torch.rand(batch, device=device) < self.dropout, null, y)
@@ -104,8 +107,17 @@ class ScoreNetwork(nn.Module):
     Subclasses build ``self.body`` and set ``self.label_embed`` (or None).
     """
 
-    def __init__(self, sde, shape, num_classes: int = 0, *, time_input: str = "auto", input_scaling: bool = True,
-                 preconditioning: str = "eps", sigma_data: float = 0.5):
+    def __init__(
+        self,
+        sde,
+        shape,
+        num_classes: int = 0,
+        *,
+        time_input: str = "auto",
+        input_scaling: bool = True,
+        preconditioning: str = "eps",
+        sigma_data: float = 0.5,
+    ):
         super().__init__()
         self.sde = sde
         self.shape = tuple(int(s) for s in shape)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..sde.base import SDE
 from ..errors import UserError
+from ..sde.base import SDE
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -35,8 +35,10 @@ class GaussianMixture:
         if self.stds.shape == (K,):
             self.stds = self.stds[:, None].expand(K, D).clone()
         if self.stds.shape != (K, D) or self.weights.shape != (K,):
-            raise UserError(f"means {tuple(self.means.shape)}, stds {tuple(self.stds.shape)} and weights "
-                             f"{tuple(self.weights.shape)} do not describe K={K} components in D={D}")
+            raise UserError(
+                f"means {tuple(self.means.shape)}, stds {tuple(self.stds.shape)} and weights "
+                f"{tuple(self.weights.shape)} do not describe K={K} components in D={D}"
+            )
         if math.prod(self.shape) != D:
             raise UserError(f"shape {self.shape} has {math.prod(self.shape)} entries, means have D={D}")
         if not all(torch.isfinite(a).all() for a in (self.means, self.stds, self.weights)):
@@ -59,7 +61,7 @@ class GaussianMixture:
         grid follows (``samplers.grids.focus_grid``)."""
         weights = self.weights[:, None]
         mean = (weights * self.means).sum(0)
-        variance = (weights * ((self.means - mean) ** 2 + self.stds ** 2)).sum(0)  # law of total variance
+        variance = (weights * ((self.means - mean) ** 2 + self.stds**2)).sum(0)  # law of total variance
         return float(variance.mean().sqrt())
 
     # --- construction ------------------------------------------------------------------------
@@ -93,12 +95,17 @@ class GaussianMixture:
         return cls(arrays["means"], arrays["stds"], arrays["weights"], tuple(arrays["shape"]))
 
     def save_npz(self, path):
-        np.savez(path, means=self.means.numpy(), stds=self.stds.numpy(),
-                 weights=self.weights.numpy(), shape=np.asarray(self.shape))
+        np.savez(
+            path,
+            means=self.means.numpy(),
+            stds=self.stds.numpy(),
+            weights=self.weights.numpy(),
+            shape=np.asarray(self.shape),
+        )
 
-    def component(self, k: int) -> "GaussianMixture":
+    def component(self, k: int) -> GaussianMixture:
         """Component k alone, as a one-component mixture: p(x | y = k), the target of class-k guidance."""
-        return GaussianMixture(self.means[k:k + 1], self.stds[k:k + 1], [1.0], self.shape)
+        return GaussianMixture(self.means[k : k + 1], self.stds[k : k + 1], [1.0], self.shape)
 
     # --- sampling -----------------------------------------------------------------------------
     def sample(self, n: int, *, generator=None, component=None):

@@ -68,8 +68,9 @@ class AttnBlock(nn.Module):
     def forward(self, x):
         B, C, H, W = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)
-        h = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
-                                           v.transpose(1, 2)[:, None])[:, 0]
+        h = F.scaled_dot_product_attention(
+            q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v.transpose(1, 2)[:, None]
+        )[:, 0]
         h = self.proj(h.transpose(1, 2).reshape(B, C, H, W))
         return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
@@ -87,14 +88,40 @@ class NCSNpp(ScoreNetwork):
         conditional / class_dropout: class-conditional with a null label (classifier-free guidance).
     """
 
-    def __init__(self, sde, data=None, *, shape=None, num_classes=None, nf=64, ch_mult=(1, 2, 2, 2),
-                 num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, embedding="auto", fourier_scale=16.0,
-                 skip_rescale=True, conditional=False, class_dropout=0.1, time_input="auto", input_scaling=True,
-                 preconditioning="eps", sigma_data=0.5, **_):
+    def __init__(
+        self,
+        sde,
+        data=None,
+        *,
+        shape=None,
+        num_classes=None,
+        nf=64,
+        ch_mult=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attn_resolutions=(16,),
+        dropout=0.1,
+        embedding="auto",
+        fourier_scale=16.0,
+        skip_rescale=True,
+        conditional=False,
+        class_dropout=0.1,
+        time_input="auto",
+        input_scaling=True,
+        preconditioning="eps",
+        sigma_data=0.5,
+        **_,
+    ):
         shape = tuple(shape if shape is not None else data.shape)
         num_classes = int(num_classes if num_classes is not None else getattr(data, "num_classes", 0) or 0)
-        super().__init__(sde, shape, num_classes if conditional else 0, time_input=time_input,
-                         input_scaling=input_scaling, preconditioning=preconditioning, sigma_data=sigma_data)
+        super().__init__(
+            sde,
+            shape,
+            num_classes if conditional else 0,
+            time_input=time_input,
+            input_scaling=input_scaling,
+            preconditioning=preconditioning,
+            sigma_data=sigma_data,
+        )
         if embedding == "auto":
             embedding = "fourier" if getattr(sde, "name", "") == "ve" else "sinusoidal"
         # score_sde: Fourier features of log σ (VE) / sinusoidal features of 999 t (VP)
@@ -106,7 +133,10 @@ class NCSNpp(ScoreNetwork):
 
         c_img, res = shape[0], shape[-1]
         attn_resolutions = {int(r) for r in attn_resolutions}
-        block = lambda ci, co, resample=None: ResnetBlockBigGAN(ci, co, emb_dim, dropout, resample, skip_rescale)  # noqa: E731
+
+        def block(ci, co, resample=None):
+            return ResnetBlockBigGAN(ci, co, emb_dim, dropout, resample, skip_rescale)
+
         self.conv_in = nn.Conv2d(c_img, nf, 3, padding=1)
         self.down = nn.ModuleList()  # entries: (kind, module)
         skip_channels, c = [nf], nf

@@ -46,13 +46,37 @@ class ScoreNet(ScoreNetwork):
             is the probability of dropping a label during training.
     """
 
-    def __init__(self, sde, data=None, *, shape=None, num_classes=None, channels=(32, 64, 128), embed_dim=128,
-                 fourier_scale=16.0, embedding="fourier", conditional=False, class_dropout=0.1,
-                 time_input="auto", input_scaling=True, preconditioning="eps", sigma_data=0.5, patch_size=1, **_):
+    def __init__(
+        self,
+        sde,
+        data=None,
+        *,
+        shape=None,
+        num_classes=None,
+        channels=(32, 64, 128),
+        embed_dim=128,
+        fourier_scale=16.0,
+        embedding="fourier",
+        conditional=False,
+        class_dropout=0.1,
+        time_input="auto",
+        input_scaling=True,
+        preconditioning="eps",
+        sigma_data=0.5,
+        patch_size=1,
+        **_,
+    ):
         shape = tuple(shape if shape is not None else data.shape)
         num_classes = int(num_classes if num_classes is not None else getattr(data, "num_classes", 0) or 0)
-        super().__init__(sde, shape, num_classes if conditional else 0, time_input=time_input,
-                         input_scaling=input_scaling, preconditioning=preconditioning, sigma_data=sigma_data)
+        super().__init__(
+            sde,
+            shape,
+            num_classes if conditional else 0,
+            time_input=time_input,
+            input_scaling=input_scaling,
+            preconditioning=preconditioning,
+            sigma_data=sigma_data,
+        )
         channels = [int(c) for c in channels]
         self.patch_size = int(patch_size)
         c_img = shape[0] * self.patch_size**2  # space-to-depth: p×p patches become channels
@@ -62,8 +86,12 @@ class ScoreNet(ScoreNetwork):
             proj = SinusoidalEmbedding(embed_dim)
             if self.time_input == "t":
                 self.t_scale = 1000.0
-        self.time_embed = nn.Sequential(proj, nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
-        self.label_embed = LabelEmbedding(num_classes, embed_dim, class_dropout) if conditional and num_classes else None
+        self.time_embed = nn.Sequential(
+            proj, nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
+        self.label_embed = (
+            LabelEmbedding(num_classes, embed_dim, class_dropout) if conditional and num_classes else None
+        )
 
         self.conv_in = nn.Conv2d(c_img, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()

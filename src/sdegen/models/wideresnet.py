@@ -66,8 +66,18 @@ class TimeDependentWideResNet(nn.Module):
         embed_dim, fourier_scale: the time embedding; time_input: ``t`` or ``log_sigma`` (needs ``sde``).
     """
 
-    def __init__(self, in_channels=1, num_classes=10, depth=10, widen_factor=2, dropout=0.0, embed_dim=64,
-                 fourier_scale=16.0, time_input="t", sde=None):
+    def __init__(
+        self,
+        in_channels=1,
+        num_classes=10,
+        depth=10,
+        widen_factor=2,
+        dropout=0.0,
+        embed_dim=64,
+        fourier_scale=16.0,
+        time_input="t",
+        sde=None,
+    ):
         super().__init__()
         if (depth - 4) % 6 or depth < 10:
             raise ValueError(f"WideResNet depth must be 6n + 4 >= 10 (10, 16, 22, 28 ...), got {depth}")
@@ -78,8 +88,12 @@ class TimeDependentWideResNet(nn.Module):
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.num_classes, self.time_input, self.sde = int(num_classes), time_input, sde
-        self.embed = nn.Sequential(GaussianFourierFeatures(embed_dim, fourier_scale), nn.Linear(embed_dim, embed_dim),
-                                   nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.embed = nn.Sequential(
+            GaussianFourierFeatures(embed_dim, fourier_scale),
+            nn.Linear(embed_dim, embed_dim),
+            nn.SiLU(),
+            nn.Linear(embed_dim, embed_dim),
+        )
         self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         blocks, in_ch = [], widths[0]
         for group, stride in zip(range(3), (1, 2, 2)):

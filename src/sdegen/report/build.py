@@ -18,8 +18,9 @@ def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
         raise UserError(f"run_dir={run_dir} is not a folder")
     runs = collect(root, TABLE_METRICS)
     if runs.empty:
-        raise UserError(f"no runs (folders with .hydra/config.yaml) under {root}; give a `sdegen train` run or "
-                        f"multirun folder")
+        raise UserError(
+            f"no runs (folders with .hydra/config.yaml) under {root}; give a `sdegen train` run or multirun folder"
+        )
     out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     log(f"{len(runs)} runs in {runs['config'].nunique()} configurations under {root}")
@@ -35,17 +36,31 @@ def build_report(run_dir, out_dir=None, first_epochs: int = 10) -> Path:
     differences = differences_markdown(diffs)
     (out / "differences.md").write_text(differences)
 
-    violins = [f"violin_{k}.png" for k in TABLE_METRICS
-               if k not in ("steps", "train_minutes") and violin(runs, k, out / f"violin_{k}.png")]
+    violins = [
+        f"violin_{k}.png"
+        for k in TABLE_METRICS
+        if k not in ("steps", "train_minutes") and violin(runs, k, out / f"violin_{k}.png")
+    ]
     losses = loss_figures(runs, out, first_epochs)
     figures = copy_figures(runs, out)
 
-    lines = [f"# Report: {root.name}", "", f"{len(runs)} runs, {runs['config'].nunique()} SDE configurations. "
-             "Values are mean ± std over runs (sample std) with the number of runs N; "
-             f"{DASH} = not measured. Lower is better for FID, KID, the Fréchet distances and bits/dim, higher "
-             "for IS; the best mean of each metric is in bold.", "",
-             "## Metrics (thesis Table 4.1)", "", table, "[CSV](metrics_table.csv) · [all runs](runs.csv)", "",
-             "## Differences larger than the seed spread", "", differences]
+    lines = [
+        f"# Report: {root.name}",
+        "",
+        f"{len(runs)} runs, {runs['config'].nunique()} SDE configurations. "
+        "Values are mean ± std over runs (sample std) with the number of runs N; "
+        f"{DASH} = not measured. Lower is better for FID, KID, the Fréchet distances and bits/dim, higher "
+        "for IS; the best mean of each metric is in bold.",
+        "",
+        "## Metrics (thesis Table 4.1)",
+        "",
+        table,
+        "[CSV](metrics_table.csv) · [all runs](runs.csv)",
+        "",
+        "## Differences larger than the seed spread",
+        "",
+        differences,
+    ]
     if violins:
         lines += ["## Distributions across configurations", ""]
         lines += [f"![{v}]({v})" for v in violins] + [""]

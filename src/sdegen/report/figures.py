@@ -70,16 +70,22 @@ def loss_figures(runs: pd.DataFrame, out: Path, first_epochs: int) -> list[str]:
     final = {lab: [c["loss"].iloc[-1] for c in curves[lab]] for lab in labels}
     early = {lab: [c.loc[c["epoch"] < first_epochs, "loss"].mean() for c in curves[lab]] for lab in labels}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, values, title in ((axes[0], final, "final training loss"),
-                              (axes[1], early, f"mean loss over the first {first_epochs} epochs")):
+    for ax, values, title in (
+        (axes[0], final, "final training loss"),
+        (axes[1], early, f"mean loss over the first {first_epochs} epochs"),
+    ):
         means = [np.nanmean(values[lab]) for lab in labels]
         stds = [np.nanstd(values[lab], ddof=1) if len(values[lab]) > 1 else 0.0 for lab in labels]
         ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.7)
         ax.set_xticks(range(len(labels)), labels, rotation=20), ax.set_title(title)
     fig.tight_layout(), fig.savefig(out / "loss_bars.png", dpi=110), plt.close(fig)
-    pd.DataFrame({"config": labels, "final_loss_mean": [np.nanmean(final[lab]) for lab in labels],
-                  f"mean_loss_first_{first_epochs}_epochs": [np.nanmean(early[lab]) for lab in labels]}
-                 ).to_csv(out / "loss_summary.csv", index=False)
+    pd.DataFrame(
+        {
+            "config": labels,
+            "final_loss_mean": [np.nanmean(final[lab]) for lab in labels],
+            f"mean_loss_first_{first_epochs}_epochs": [np.nanmean(early[lab]) for lab in labels],
+        }
+    ).to_csv(out / "loss_summary.csv", index=False)
     return ["loss_curves.png", "loss_bars.png"]
 
 
@@ -100,6 +106,7 @@ def copy_figures(runs: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
         if grids:
             name = f"{label}_{Path(first['run']).name}_samples_final.png".replace("/", "_")
             shutil.copy2(grids[-1], out / "figures" / name)
-            copied.append((f"{label} ({first['run']}): {grids[-1].name} (training samples, EMA weights)",
-                           f"figures/{name}"))
+            copied.append(
+                (f"{label} ({first['run']}): {grids[-1].name} (training samples, EMA weights)", f"figures/{name}")
+            )
     return copied

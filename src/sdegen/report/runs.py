@@ -47,7 +47,7 @@ def skipped_pair(run: Path) -> bool:
 
 
 def config_label(run: Path) -> str:
-    """"VP-linear" etc. from the Hydra choices of the run (VE has no schedule in its name)."""
+    """ "VP-linear" etc. from the Hydra choices of the run (VE has no schedule in its name)."""
     choices = (_load_yaml(run / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {}) or {}
     sde, schedule = choices.get("sde"), choices.get("schedule")
     if not sde:
@@ -136,8 +136,12 @@ def collect(root: Path, keys) -> pd.DataFrame:
     top = [r for r in runs if not any(o != r and o in r.parents and (o / "csv").is_dir() for o in runs)]
     for run in top:
         cfg = _load_yaml(run / ".hydra" / "config.yaml")
-        row = {"run": str(run.relative_to(root)) if run != root else ".", "config": config_label(run),
-               "seed": cfg.get("seed"), "path": run}
+        row = {
+            "run": str(run.relative_to(root)) if run != root else ".",
+            "config": config_label(run),
+            "seed": cfg.get("seed"),
+            "path": run,
+        }
         metrics = read_run_metrics(run, top)
         metrics.update(train_figures(run))
         for key in keys:

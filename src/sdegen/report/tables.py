@@ -19,15 +19,32 @@ import pandas as pd
 from .runs import config_order
 
 #: columns of the table: key (metrics.json of `sdegen eval`, or train_summary.json) -> column title
-TABLE_METRICS = {"steps": "Steps", "train_minutes": "Train (min)",
-                 "fid": "FID", "kid_mean": "KID", "judge_frechet": "Fréchet (judge)", "bpd": "Bits/dim",
-                 "judge_is": "IS (judge)", "is_mean": "IS (mean)", "is_std": "IS (split std)",
-                 # the offline domain metrics in the time-dependent classifier's space (eval.classifier_ckpt)
-                 "classifier_fid": "FID (classifier)", "classifier_is_mean": "IS (classifier)"}
+TABLE_METRICS = {
+    "steps": "Steps",
+    "train_minutes": "Train (min)",
+    "fid": "FID",
+    "kid_mean": "KID",
+    "judge_frechet": "Fréchet (judge)",
+    "bpd": "Bits/dim",
+    "judge_is": "IS (judge)",
+    "is_mean": "IS (mean)",
+    "is_std": "IS (split std)",
+    # the offline domain metrics in the time-dependent classifier's space (eval.classifier_ckpt)
+    "classifier_fid": "FID (classifier)",
+    "classifier_is_mean": "IS (classifier)",
+}
 ALWAYS_SHOWN = ("fid", "bpd")  # the other columns appear when some run has them
 #: the quality metrics compared between configurations: key -> True when lower is better
-COMPARED = {"fid": True, "kid_mean": True, "judge_frechet": True, "bpd": True, "judge_is": False, "is_mean": False,
-            "classifier_fid": True, "classifier_is_mean": False}
+COMPARED = {
+    "fid": True,
+    "kid_mean": True,
+    "judge_frechet": True,
+    "bpd": True,
+    "judge_is": False,
+    "is_mean": False,
+    "classifier_fid": True,
+    "classifier_is_mean": False,
+}
 SPREAD_FACTOR = 2.0  # a difference is "larger than the seed spread" when |Δ| > SPREAD_FACTOR · se(Δ)
 DASH = "—"
 
@@ -48,7 +65,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt(mean, std, n, key: str = "") -> str:
-    """"mean ± std (N=n)", 2 decimals (3 below 1 in magnitude, 4 below 0.01); "—" when nothing was
+    """ "mean ± std (N=n)", 2 decimals (3 below 1 in magnitude, 4 below 0.01); "—" when nothing was
     measured.  ``steps``: an integer, without ± when every run has the same; ``train_minutes``: 1 decimal."""
     if not n or not math.isfinite(mean):
         return DASH
@@ -94,7 +111,7 @@ def pooled_seed_std(stds, ns) -> tuple[float, int]:
     dof = sum(n - 1 for _, n in pairs)
     if dof == 0:
         return float("nan"), 0
-    return math.sqrt(sum((n - 1) * sd ** 2 for sd, n in pairs) / dof), dof
+    return math.sqrt(sum((n - 1) * sd**2 for sd, n in pairs) / dof), dof
 
 
 def seed_spread_differences(summary: pd.DataFrame, factor: float = SPREAD_FACTOR) -> pd.DataFrame:
@@ -111,7 +128,7 @@ def seed_spread_differences(summary: pd.DataFrame, factor: float = SPREAD_FACTOR
     for key, lower_better in COMPARED.items():
         s, dof = pooled_seed_std(table[f"{key}_std"], table[f"{key}_n"])
         for i, a in enumerate(configs):
-            for b in configs[i + 1:]:
+            for b in configs[i + 1 :]:
                 ra, rb = table.loc[a], table.loc[b]
                 n_a, n_b = int(ra[f"{key}_n"]), int(rb[f"{key}_n"])
                 if not n_a or not n_b:
@@ -121,19 +138,36 @@ def seed_spread_differences(summary: pd.DataFrame, factor: float = SPREAD_FACTOR
                 se = s * math.sqrt(1 / n_a + 1 / n_b)
                 t = abs(diff) / se if se > 0 else (math.inf if diff and math.isfinite(se) else float("nan"))
                 better = (a if (mean_a < mean_b) == lower_better else b) if diff else ""
-                rows.append({"metric": key, "a": a, "b": b, "mean_a": mean_a, "mean_b": mean_b, "diff": diff,
-                             "seed_std": s, "dof": dof, "se": se, "t": t,
-                             "larger": bool(math.isfinite(se) and abs(diff) > factor * se), "better": better})
-    return pd.DataFrame(rows, columns=["metric", "a", "b", "mean_a", "mean_b", "diff", "seed_std", "dof", "se", "t",
-                                       "larger", "better"])
+                rows.append(
+                    {
+                        "metric": key,
+                        "a": a,
+                        "b": b,
+                        "mean_a": mean_a,
+                        "mean_b": mean_b,
+                        "diff": diff,
+                        "seed_std": s,
+                        "dof": dof,
+                        "se": se,
+                        "t": t,
+                        "larger": bool(math.isfinite(se) and abs(diff) > factor * se),
+                        "better": better,
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["metric", "a", "b", "mean_a", "mean_b", "diff", "seed_std", "dof", "se", "t", "larger", "better"]
+    )
 
 
 def differences_markdown(diffs: pd.DataFrame, factor: float = SPREAD_FACTOR) -> str:
     """Per metric, the pairs whose difference exceeds ``factor`` standard errors, the better configuration first."""
-    lines = [f"A difference counts as larger than the seed spread when t = |mean_a − mean_b| / se > {factor:g}, "
-             "se = s·√(1/n_a + 1/n_b) and s the metric's seed-to-seed std pooled over all configurations (two seeds "
-             f"each: |Δ| > {factor:g}·s).  With a few degrees of freedom this is a screen, not a significance test. "
-             "[All pairs](differences.csv).", ""]
+    lines = [
+        f"A difference counts as larger than the seed spread when t = |mean_a − mean_b| / se > {factor:g}, "
+        "se = s·√(1/n_a + 1/n_b) and s the metric's seed-to-seed std pooled over all configurations (two seeds "
+        f"each: |Δ| > {factor:g}·s).  With a few degrees of freedom this is a screen, not a significance test. "
+        "[All pairs](differences.csv).",
+        "",
+    ]
     if diffs.empty or not diffs["seed_std"].notna().any():
         return "\n".join(lines + [f"{DASH} (no configuration has two runs: no seed spread to compare with)"]) + "\n"
     for key in COMPARED:

@@ -83,14 +83,16 @@ def candidates(path) -> list[Path]:
         return [path]
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     first = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
-    periodic = sorted((p for p in folder.glob("step_*.ckpt") if p.is_file()),
-                      key=lambda p: (_step_of(p), p.stat().st_mtime), reverse=True)
+    periodic = sorted(
+        (p for p in folder.glob("step_*.ckpt") if p.is_file()),
+        key=lambda p: (_step_of(p), p.stat().st_mtime),
+        reverse=True,
+    )
     found = first + periodic
     if not found:
         others = sorted(p.name for p in folder.glob("*.ckpt"))
         if others:
-            raise UserError(f"no last.ckpt or step_*.ckpt in {folder}; name the file itself, e.g. "
-                            f"{folder / others[0]}")
+            raise UserError(f"no last.ckpt or step_*.ckpt in {folder}; name the file itself, e.g. {folder / others[0]}")
         raise UserError(f"no *.ckpt file in {folder} (give a checkpoint file or a `sdegen train` run folder)")
     return found
 
@@ -100,8 +102,10 @@ def _read(path: Path, map_location="cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated, random, empty or foreign files all end here
-        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: truncated, empty or not "
-                        f"written by `sdegen train`)") from None
+        raise UserError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: truncated, empty or not "
+            f"written by `sdegen train`)"
+        ) from None
     info = checkpoint.get("sdegen") if isinstance(checkpoint, dict) else None
     if not isinstance(info, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a checkpoint written by `sdegen train`")
@@ -155,8 +159,9 @@ def find_checkpoint(path, map_location="cpu", kind: str | None = None) -> tuple[
             raise UserError(_kind_message(file, checkpoint["sdegen"].get("kind", "score"), kind))
         check_stored(checkpoint, file)
         if file != files[0]:
-            message = (f"sdegen: warning: {files[0]} is unreadable; using {file.name} "
-                       f"(step {checkpoint.get('global_step')})")
+            message = (
+                f"sdegen: warning: {files[0]} is unreadable; using {file.name} (step {checkpoint.get('global_step')})"
+            )
             print(message, file=sys.stderr, flush=True)
             log.warning(message.removeprefix("sdegen: "))
         return file, checkpoint
@@ -167,8 +172,10 @@ def find_checkpoint(path, map_location="cpu", kind: str | None = None) -> tuple[
 
 def _kind_message(file, found, wanted) -> str:
     if wanted == "score":
-        return (f"{file} is a {found} checkpoint, not a score model; pass it as guidance.classifier_ckpt=... "
-                f"or eval.classifier_ckpt=..., and ckpt= a `sdegen train` score-model run")
+        return (
+            f"{file} is a {found} checkpoint, not a score model; pass it as guidance.classifier_ckpt=... "
+            f"or eval.classifier_ckpt=..., and ckpt= a `sdegen train` score-model run"
+        )
     return f"{file} is a {found} checkpoint, not a {wanted} (train one with `sdegen train task=classifier`)"
 
 
@@ -176,7 +183,7 @@ def model_state(checkpoint: dict, prefix: str = "model.", ema: bool = True) -> d
     """The network's weights (EMA ones unless ``ema=False``) without the module prefix."""
     raw = not ema and "current_model_state" in checkpoint
     state = checkpoint["current_model_state"] if raw else checkpoint["state_dict"]
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def stored_config(checkpoint: dict) -> dict:
@@ -226,7 +233,8 @@ def load_classifier(path, map_location="cpu"):
     file, checkpoint = find_checkpoint(path, map_location, kind="classifier")
     cfg = stored_config(checkpoint)
     sde = build_sde(OmegaConf.create({k: cfg[k] for k in ("sde", "schedule") if k in cfg}))
-    model = build_classifier(cfg["task"].get("model") or {}, sde, cfg["data_info"]["shape"],
-                             cfg["data_info"]["num_classes"])
+    model = build_classifier(
+        cfg["task"].get("model") or {}, sde, cfg["data_info"]["shape"], cfg["data_info"]["num_classes"]
+    )
     _load_weights(model, model_state(checkpoint), file)
     return model.to(_device_of(map_location)).eval(), cfg

@@ -9,8 +9,17 @@ from omegaconf import OmegaConf
 from ..errors import UserError
 from .registry import TASKS, config_dir, group_choices
 
-__all__ = ["TASKS", "config_dir", "group_choices", "group_config", "to_plain", "build_sde", "incompatibility",
-           "check_config"]
+__all__ = [
+    "TASKS",
+    "config_dir",
+    "group_choices",
+    "group_config",
+    "to_plain",
+    "build_sde",
+    "incompatibility",
+    "check_config",
+]
+
 
 def group_config(group: str, name: str) -> dict:
     """``configs/<group>/<name>.yaml`` as plain data (e.g. a sampler for ``compare=[...]``)."""

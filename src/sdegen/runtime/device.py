@@ -27,5 +27,7 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 def check_accelerator(accelerator: str | None) -> None:
     """``trainer.accelerator=gpu|cuda`` on a machine without CUDA is a ``UserError`` (before any work)."""
     if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.accelerator={accelerator} (trainer=gpu) but CUDA is not available on this machine; "
-                        f"use trainer=cpu or trainer=default")
+        raise UserError(
+            f"trainer.accelerator={accelerator} (trainer=gpu) but CUDA is not available on this machine; "
+            f"use trainer=cpu or trainer=default"
+        )

@@ -35,12 +35,24 @@ def check_finite(x: torch.Tensor, what: str) -> None:
     """NaN/inf in samples is an error, never a success."""
     bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim > 1 else int((~torch.isfinite(x)).sum())
     if bad:
-        raise UserError(f"{what}: {bad} of {x.shape[0]} samples contain NaN/inf (check the model or checkpoint, "
-                        f"the data/model parameters, or use more sampler.steps); nothing was written")
+        raise UserError(
+            f"{what}: {bad} of {x.shape[0]} samples contain NaN/inf (check the model or checkpoint, "
+            f"the data/model parameters, or use more sampler.steps); nothing was written"
+        )
 
 
-def generate(setup, score_fn, sampler_cfg, n: int, *, batch_size: int, generator=None, snapshot_every: int = 0,
-             progress: bool = True, step_hook=None) -> Generated:
+def generate(
+    setup,
+    score_fn,
+    sampler_cfg,
+    n: int,
+    *,
+    batch_size: int,
+    generator=None,
+    snapshot_every: int = 0,
+    progress: bool = True,
+    step_hook=None,
+) -> Generated:
     """Draw ``n`` samples in batches of at most ``batch_size`` with the sampler config (validated by
     ``samplers.sample``); the samples must be finite."""
     from tqdm.auto import tqdm
@@ -52,10 +64,18 @@ def generate(setup, score_fn, sampler_cfg, n: int, *, batch_size: int, generator
         for b, size in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) == 1)):
             if hasattr(score_fn, "start_batch"):  # per-batch class labels of guided sampling
                 score_fn.start_batch(size, generator=generator, device=setup.device)
-            result = samplers.sample(sampler_cfg, score_fn, setup.sde, (size, *setup.shape), step_hook=step_hook,
-                                     generator=generator, device=setup.device,
-                                     snapshot_every=snapshot_every if b == 0 else 0, progress=progress,
-                                     data_std=data_std)
+            result = samplers.sample(
+                sampler_cfg,
+                score_fn,
+                setup.sde,
+                (size, *setup.shape),
+                step_hook=step_hook,
+                generator=generator,
+                device=setup.device,
+                snapshot_every=snapshot_every if b == 0 else 0,
+                progress=progress,
+                data_std=data_std,
+            )
             xs.append(result.x.detach().float().cpu())
             nfes.append(int(result.nfe))
             if hasattr(score_fn, "batch_labels"):

@@ -71,7 +71,7 @@ def build_loggers(cfg, run_dir) -> list:
     logger_cfg = cfg.get("logger") or {}
     run_dir = Path(run_dir)
     loggers = []
-    for name, conf in logger_cfg.items():
+    for conf in logger_cfg.values():
         if conf is None or "_target_" not in conf:
             continue
         conf = OmegaConf.to_container(conf, resolve=True) if OmegaConf.is_config(conf) else dict(conf)
@@ -110,8 +110,9 @@ def _wandb_logger(conf: dict, cfg, run_dir: Path):
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     if rank_zero_only.rank == 0:
         try:
-            logger.experiment.config.update(to_plain(cfg) if wandb_config is None else wandb_config,
-                                            allow_val_change=True)
+            logger.experiment.config.update(
+                to_plain(cfg) if wandb_config is None else wandb_config, allow_val_change=True
+            )
         except Exception as err:  # noqa: BLE001 - logging must never stop training
             log.warning(f"W&B config not logged: {err}")
     return logger
@@ -125,7 +126,7 @@ def run_name(run_dir: Path) -> str:
             name = HydraConfig.get().job.override_dirname
             if name:
                 return name
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no Hydra run name: fall back to the folder's name
         pass
     return run_dir.name
 
@@ -142,8 +143,11 @@ def finish_wandb(loggers) -> None:
 def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) -> None:
     """Finite numbers of ``metrics`` (and an image) to the configured loggers; a logger that fails
     says so in one line and never loses the results (they are in metrics.json already)."""
-    numbers = {f"{prefix}{k}": float(v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    numbers = {
+        f"{prefix}{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
     try:
         loggers = build_loggers(cfg, run_dir)
     except Exception as err:  # noqa: BLE001 - logging must never lose the results
@@ -156,7 +160,7 @@ def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) ->
                 logger.log_image(key="samples", images=[str(image)])
             logger.save()
             logger.finalize("success")
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - a logger's failure must not fail the finished run
             log.warning(f"logging to {type(logger).__name__} failed: {err}")
     finish_wandb(loggers)
 

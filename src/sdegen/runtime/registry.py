@@ -36,8 +36,12 @@ def config_dir() -> Path:
 
 
 #: the task choices each command can run (one `task` group, validated per command)
-TASKS = {"train": ("generate", "classifier"), "sample": ("generate", "inpaint", "colorize"),
-         "eval": ("generate", "classifier"), "report": ()}
+TASKS = {
+    "train": ("generate", "classifier"),
+    "sample": ("generate", "inpaint", "colorize"),
+    "eval": ("generate", "classifier"),
+    "report": (),
+}
 
 
 def group_choices(group: str) -> list[str]:

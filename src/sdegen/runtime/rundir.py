@@ -99,9 +99,11 @@ class RunLock:
                 if holder is not None and holder[1] == host and holder[0] in (os.getpid(), os.getppid()):
                     return self  # this process (a nested command) or its DDP parent holds it
                 if holder is not None and (holder[1] != host or _alive(holder[0])):
-                    raise UserError(f"{self.folder} is in use by `sdegen {holder[2]}` (PID {holder[0]} on "
-                                    f"{holder[1]}); wait for it to finish or choose another hydra.run.dir "
-                                    f"(delete {self.path} if no such command runs)") from None
+                    raise UserError(
+                        f"{self.folder} is in use by `sdegen {holder[2]}` (PID {holder[0]} on "
+                        f"{holder[1]}); wait for it to finish or choose another hydra.run.dir "
+                        f"(delete {self.path} if no such command runs)"
+                    ) from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:
@@ -151,8 +153,10 @@ def claim(folder, command: str, resume=None) -> RunLock:
         named = Path(str(resume)).expanduser().resolve() if resume else None
         if named is None or folder.resolve() not in (named, *named.parents):
             lock.release()
-            raise UserError(f"{folder} already holds a run ({found}); choose another hydra.run.dir, or continue "
-                            f"that run with resume={folder}")
+            raise UserError(
+                f"{folder} already holds a run ({found}); choose another hydra.run.dir, or continue "
+                f"that run with resume={folder}"
+            )
     return lock
 
 

@@ -43,32 +43,68 @@ SAMPLES_KEY_ALIASES = {"y": "labels"}
 METRICS_KEYS = {
     "metric": "the metrics that ran, comma-separated",
     "skipped": "metrics asked for (through metric=all) that did not run -> why",
-    "ckpt": "the checkpoint evaluated", "samples": "the samples file evaluated",
-    "nfe": "score evaluations per sample", "nfe_total": "score evaluations over all batches",
-    "seconds": "wall time of the command (sdegen sample: of sampling)", "sampling_seconds": "wall time of sampling",
+    "ckpt": "the checkpoint evaluated",
+    "samples": "the samples file evaluated",
+    "nfe": "score evaluations per sample",
+    "nfe_total": "score evaluations over all batches",
+    "seconds": "wall time of the command (sdegen sample: of sampling)",
+    "sampling_seconds": "wall time of sampling",
     "samples_per_second": "samples drawn per second",
-    "features": "feature space of FID/KID/PR: inception or raw", "feature_network": "the feature network's identity",
-    "reference": "the real data compared against", "fid_reference": "the cached reference features",
-    "n_samples": "samples evaluated", "n_reference": "real samples of the reference",
-    "fid": "Fréchet distance", "kid_mean": "kernel distance (unbiased MMD²)", "kid_std": "its std over subsets",
-    "kid_subset_size": "KID subset size", "precision": "k-NN precision", "recall": "k-NN recall",
-    "pr_k": "k of precision/recall", "is_mean": "Inception Score", "is_std": "its std over splits",
-    "gap": "exact log-likelihood gap, nats/dim (test bed)", "gap_se": "its standard error",
+    "features": "feature space of FID/KID/PR: inception or raw",
+    "feature_network": "the feature network's identity",
+    "reference": "the real data compared against",
+    "fid_reference": "the cached reference features",
+    "n_samples": "samples evaluated",
+    "n_reference": "real samples of the reference",
+    "fid": "Fréchet distance",
+    "kid_mean": "kernel distance (unbiased MMD²)",
+    "kid_std": "its std over subsets",
+    "kid_subset_size": "KID subset size",
+    "precision": "k-NN precision",
+    "recall": "k-NN recall",
+    "pr_k": "k of precision/recall",
+    "is_mean": "Inception Score",
+    "is_std": "its std over splits",
+    "gap": "exact log-likelihood gap, nats/dim (test bed)",
+    "gap_se": "its standard error",
     "gap_target": "the density the gap is taken against",
-    "bpd": "bits/dim", "bpd_std": "its std over points", "bpd_sem": "standard error of the mean",
-    "bpd_n": "points", "bpd_nfe": "ODE score evaluations per point", "bpd_n_probes": "Hutchinson probes",
-    "bpd_se_rms": "root-mean-square per-point standard error", "bpd_exact": "exact bits/dim (test bed)",
-    "judge": "the digit judge and its references", "judge_n": "samples judged",
-    "judge_frechet": "Fréchet distance in the judge's features", "judge_confident": "share of confident digits",
-    "judge_balance": "class balance", "judge_is": "IS in the judge's classes",
-    "judge_nn_min": "nearest training digit, minimum", "judge_nn_p01": "nearest training digit, 1st percentile",
-    "judge_nn_median": "nearest training digit, median", "judge_copies": "samples closer than the copy threshold",
-    "judge_class_counts": "samples per judged class", "judge_copy_threshold": "the copy threshold",
+    "bpd": "bits/dim",
+    "bpd_std": "its std over points",
+    "bpd_sem": "standard error of the mean",
+    "bpd_n": "points",
+    "bpd_nfe": "ODE score evaluations per point",
+    "bpd_n_probes": "Hutchinson probes",
+    "bpd_se_rms": "root-mean-square per-point standard error",
+    "bpd_exact": "exact bits/dim (test bed)",
+    "judge": "the digit judge and its references",
+    "judge_n": "samples judged",
+    "judge_frechet": "Fréchet distance in the judge's features",
+    "judge_confident": "share of confident digits",
+    "judge_balance": "class balance",
+    "judge_is": "IS in the judge's classes",
+    "judge_nn_min": "nearest training digit, minimum",
+    "judge_nn_p01": "nearest training digit, 1st percentile",
+    "judge_nn_median": "nearest training digit, median",
+    "judge_copies": "samples closer than the copy threshold",
+    "judge_class_counts": "samples per judged class",
+    "judge_copy_threshold": "the copy threshold",
 }
 CLASSIFIER_PREFIX = "classifier_"
 #: figures of ``eval.classifier_ckpt``: ``classifier_<key>`` (``accuracy``: on labelled samples)
-CLASSIFIER_KEYS = ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall", "pr_k", "n_samples",
-                   "n_reference", "is_mean", "is_std", "accuracy")
+CLASSIFIER_KEYS = (
+    "fid",
+    "kid_mean",
+    "kid_std",
+    "kid_subset_size",
+    "precision",
+    "recall",
+    "pr_k",
+    "n_samples",
+    "n_reference",
+    "is_mean",
+    "is_std",
+    "accuracy",
+)
 #: ``task=inpaint|colorize`` samples: their imputed images are the samples
 TASK_SAMPLES_KEY = "samples"
 #: image samples given as floats may lie this far outside [0, 1] (data space) or the model's range
@@ -95,9 +131,13 @@ def samples_arrays(gen, data, seconds: float) -> dict:
     from .. import viz
 
     x = data.unscale(gen.x).float()
-    arrays = {"x": x.numpy().astype(np.float32), "nfe": np.int64(round(gen.nfe)),
-              "nfe_total": np.int64(gen.nfe_total), "nfe_per_batch": np.asarray(gen.nfe_per_batch, dtype=np.int64),
-              "seconds": np.float64(seconds)}
+    arrays = {
+        "x": x.numpy().astype(np.float32),
+        "nfe": np.int64(round(gen.nfe)),
+        "nfe_total": np.int64(gen.nfe_total),
+        "nfe_per_batch": np.asarray(gen.nfe_per_batch, dtype=np.int64),
+        "seconds": np.float64(seconds),
+    }
     if gen.labels is not None:
         arrays["labels"] = gen.labels.numpy().astype(np.int64)
     if getattr(data, "is_image", False):
@@ -129,8 +169,10 @@ def read_samples(path) -> dict:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise UserError(f"samples={path} is not a readable .npz file ({type(err).__name__}; corrupt, not a "
-                        f"samples.npz, or holding Python objects)") from None
+        raise UserError(
+            f"samples={path} is not a readable .npz file ({type(err).__name__}; corrupt, not a "
+            f"samples.npz, or holding Python objects)"
+        ) from None
     for old, new in SAMPLES_KEY_ALIASES.items():
         if old in arrays and new not in arrays:
             arrays[new] = arrays.pop(old)
@@ -143,8 +185,10 @@ def read_samples(path) -> dict:
     if "x" in arrays:
         x = arrays["x"]
         if x.dtype.kind != "f":
-            raise UserError(f"samples={path}: x has dtype {x.dtype}; x holds float samples in data space, shape "
-                            f"(N, C, H, W) (uint8 images go in 'images', shape (N, H, W, C))")
+            raise UserError(
+                f"samples={path}: x has dtype {x.dtype}; x holds float samples in data space, shape "
+                f"(N, C, H, W) (uint8 images go in 'images', shape (N, H, W, C))"
+            )
         if x.ndim != 4:
             raise UserError(f"samples={path}: x has shape {x.shape}; it must be (N, C, H, W)")
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
@@ -153,16 +197,20 @@ def read_samples(path) -> dict:
     if "images" in arrays:
         images = arrays["images"]
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
-            raise UserError(f"samples={path}: images has dtype {images.dtype} and shape {images.shape}; it must be "
-                            f"uint8 (N, H, W, C) or (N, H, W)")
+            raise UserError(
+                f"samples={path}: images has dtype {images.dtype} and shape {images.shape}; it must be "
+                f"uint8 (N, H, W, C) or (N, H, W)"
+            )
     n = len(arrays["x"] if "x" in arrays else arrays["images"])
     if "x" in arrays and "images" in arrays and len(arrays["images"]) != n:
         raise UserError(f"samples={path}: x has {n} samples but images {len(arrays['images'])}")
     if "labels" in arrays:
         labels = arrays["labels"]
         if labels.dtype.kind not in "iu" or labels.shape != (n,):
-            raise UserError(f"samples={path}: labels have dtype {labels.dtype} and shape {labels.shape}; they must "
-                            f"be {n} integers (one per sample)")
+            raise UserError(
+                f"samples={path}: labels have dtype {labels.dtype} and shape {labels.shape}; they must "
+                f"be {n} integers (one per sample)"
+            )
     return arrays
 
 
@@ -190,17 +238,21 @@ def check_samples(samples: dict, data, path, needs: dict | None = None) -> None:
     x = samples.get("x")
     is_image = bool(getattr(data, "is_image", False))
     if x is not None and tuple(x.shape[1:]) != shape:
-        raise UserError(f"samples={path} have shape {tuple(x.shape[1:])} but the data have {shape}; give the data they "
-                        f"were drawn from (data=...)")
+        raise UserError(
+            f"samples={path} have shape {tuple(x.shape[1:])} but the data have {shape}; give the data they "
+            f"were drawn from (data=...)"
+        )
     if x is None and not is_image:
         raise UserError(f"samples={path} holds only images, but {type(data).__name__} is not image data; give 'x'")
     if x is not None and not (is_image and "images" in samples):  # the values the metrics read
         bounds = data_range(data)
         lo, hi = float(x.min()), float(x.max())
         if bounds is not None and (lo < bounds[0] or hi > bounds[1]):
-            raise UserError(f"samples={path}: x spans [{lo:.4g}, {hi:.4g}], outside the range of "
-                            f"{type(data).__name__} samples [{bounds[0]:.4g}, {bounds[1]:.4g}]; x holds samples in "
-                            f"data space")
+            raise UserError(
+                f"samples={path}: x spans [{lo:.4g}, {hi:.4g}], outside the range of "
+                f"{type(data).__name__} samples [{bounds[0]:.4g}, {bounds[1]:.4g}]; x holds samples in "
+                f"data space"
+            )
     n = count(samples)
     for metric, least in (needs or {}).items():
         if n < least:
@@ -232,5 +284,7 @@ def data_of_samples(cfg, path: Path):
             return build_data(OmegaConf.create(checkpoint["sdegen"]["cfg"]["data"]))
         if "data" in stored:
             return build_data(stored.data)
-    raise UserError(f"cannot tell which data {path} was drawn from (no config.yaml beside it); "
-                    f"give data=... (and its options) on the command line")
+    raise UserError(
+        f"cannot tell which data {path} was drawn from (no config.yaml beside it); "
+        f"give data=... (and its options) on the command line"
+    )

@@ -79,8 +79,9 @@ class OpenNode(Node):
 
 def target(path: str):
     """The ``_target_`` field of a node that builds ``path``."""
-    return Field(alias="_target_", description="the object built (one of sdegen's configs/)",
-                 json_schema_extra={"target": path})
+    return Field(
+        alias="_target_", description="the object built (one of sdegen's configs/)", json_schema_extra={"target": path}
+    )
 
 
 # --- groups ------------------------------------------------------------------------------------------------
@@ -136,7 +137,8 @@ class _Network(Node):
 class ScoreNet(_Network):
     target_: Literal["sdegen.models.scorenet.ScoreNet"] = target("sdegen.models.scorenet.ScoreNet")
     channels: Annotated[list[Int(ge=1, le=8192)], Field(min_length=1, max_length=8)] = F(
-        "width per resolution (1 to 8 resolutions)")
+        "width per resolution (1 to 8 resolutions)"
+    )
     patch_size: Int(ge=1, le=16) = F("fold p×p pixel patches into channels first (1: full resolution)")
     embed_dim: Int(ge=2, le=8192) = F("size of the time (and label) embedding")
     embedding: Literal["fourier", "sinusoidal"] = F("time embedding: Gaussian random features or sinusoidal")
@@ -146,10 +148,12 @@ class NCSNpp(_Network):
     target_: Literal["sdegen.models.ncsnpp.NCSNpp"] = target("sdegen.models.ncsnpp.NCSNpp")
     nf: Int(ge=1, le=8192) = F("base width")
     ch_mult: Annotated[list[Int(ge=1, le=64)], Field(min_length=1, max_length=8)] = F(
-        "width multiplier per resolution (1 to 8 resolutions)")
+        "width multiplier per resolution (1 to 8 resolutions)"
+    )
     num_res_blocks: Int(ge=1, le=64) = F("residual blocks per resolution")
     attn_resolutions: Annotated[list[Int(ge=1, le=4096)], Field(max_length=16)] = F(
-        "resolutions (pixels) with self-attention")
+        "resolutions (pixels) with self-attention"
+    )
     dropout: Num(ge=0, lt=1) = F("dropout probability in the residual blocks")
     embedding: Literal["fourier", "sinusoidal", "auto"] = F("time embedding (auto: fourier for VE, else sinusoidal)")
     skip_rescale: bool = F("scale skip connections by 1/√2")
@@ -271,7 +275,8 @@ Algorithm = Literal["dpmsolver", "dpmsolver++"]
 
 class DPMSolver(_Sampler):
     target_: Literal["sdegen.samplers.dpm_solver.sample_dpm_solver"] = target(
-        "sdegen.samplers.dpm_solver.sample_dpm_solver")
+        "sdegen.samplers.dpm_solver.sample_dpm_solver"
+    )
     denoise: Literal[True, False, "half", "auto"] = F("final step: true (Tweedie), half, false, auto (the preset)")
     order: Literal[1, 2, 3] = F("solver order (1: DDIM)")
     algorithm: Algorithm = F("dpmsolver (noise prediction) or dpmsolver++ (data prediction)")
@@ -280,14 +285,16 @@ class DPMSolver(_Sampler):
 
 class DPMSolverSinglestep(_Sampler):
     target_: Literal["sdegen.samplers.dpm_solver_singlestep.sample_dpm_solver_singlestep"] = target(
-        "sdegen.samplers.dpm_solver_singlestep.sample_dpm_solver_singlestep")
+        "sdegen.samplers.dpm_solver_singlestep.sample_dpm_solver_singlestep"
+    )
     order: Literal[1, 2, 3] = F("solver order: score evaluations per grid interval")
     algorithm: Algorithm = F("dpmsolver (noise prediction) or dpmsolver++ (data prediction)")
 
 
 class DPMSolverSDE(_Sampler):
     target_: Literal["sdegen.samplers.dpm_solver_sde.sample_dpm_solver_sde"] = target(
-        "sdegen.samplers.dpm_solver_sde.sample_dpm_solver_sde")
+        "sdegen.samplers.dpm_solver_sde.sample_dpm_solver_sde"
+    )
     order: Literal[1, 2] = F("solver order (2: SDE-DPM-Solver++(2M))")
     s_noise: Num(ge=0, le=10) = F("scale of the fresh noise")
 
@@ -302,8 +309,9 @@ class Heun(_Sampler):
 
 class Restart(_Sampler):
     target_: Literal["sdegen.samplers.restart.sample_restart"] = target("sdegen.samplers.restart.sample_restart")
-    restarts: Annotated[list[Annotated[list[Num(ge=0, le=1e6)], Field(min_length=4, max_length=4)]],
-                        Field(max_length=100)] = F("restart intervals [n Heun steps, K passes, s_min, s_max] (σ/α)")
+    restarts: Annotated[
+        list[Annotated[list[Num(ge=0, le=1e6)], Field(min_length=4, max_length=4)]], Field(max_length=100)
+    ] = F("restart intervals [n Heun steps, K passes, s_min, s_max] (σ/α)")
     rho: Num(gt=0, le=100) = F("EDM grid exponent inside restart intervals")
     s_noise: Num(ge=0, le=10) = F("scale of the forward jump's noise")
 
@@ -357,7 +365,8 @@ Label = Int(ge=0, le=1_000_000)
 
 class _Guided(Node):
     label: Label | Annotated[list[Label], Field(min_length=1, max_length=MAX_SAMPLES)] | Literal["all", "random"] = F(
-        "class: an integer, a list (spread over the batch in blocks), all (one row per class) or random")
+        "class: an integer, a list (spread over the batch in blocks), all (one row per class) or random"
+    )
 
 
 class NoGuidance(Node):
@@ -435,8 +444,23 @@ class ColorizeTask(Node):
 
 
 # --- trainer and loggers ---------------------------------------------------------------------------------------
-PRECISION = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
-                    "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16]
+PRECISION = Literal[
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "64",
+    "32",
+    "16",
+    "bf16",
+    64,
+    32,
+    16,
+]
 MaxTime = Annotated[str, Field(pattern=r"^\d{1,4}:\d{1,2}:\d{1,2}:\d{1,2}$")]
 
 
@@ -446,7 +470,8 @@ class Trainer(OpenNode):
 
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"] = F("device kind")
     devices: Int(ge=1, le=4096) | Literal[-1, "auto"] | Annotated[list[Int(ge=0, le=4096)], Field(min_length=1)] = F(
-        "number of devices (>= 1), -1 / auto (all), or a list of device indices")
+        "number of devices (>= 1), -1 / auto (all), or a list of device indices"
+    )
     strategy: Text = F("Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_nodes: Int(ge=1, le=4096) = F("machines")
     precision: PRECISION = F("32-true, bf16-mixed, 16-mixed, ... (Lightning's)")
@@ -455,10 +480,12 @@ class Trainer(OpenNode):
     max_epochs: Int(ge=1, le=MAX_TRAIN_STEPS) | Literal[-1] | None = F("epochs (-1 or null: no limit)")
     gradient_clip_val: Num(ge=0, le=1e6) | None = F("gradient-norm clipping (interpolated: ${optim.grad_clip})")
     val_check_interval: Int(ge=1, le=MAX_TRAIN_STEPS) | Num(gt=0, le=1) | None = F(
-        "validation every N steps (interpolated: ${val_every})")
+        "validation every N steps (interpolated: ${val_every})"
+    )
     check_val_every_n_epoch: Int(ge=1, le=MAX_TRAIN_STEPS) | None = F("validation every N epochs (null: by steps)")
     limit_val_batches: Int(ge=0, le=MAX_TRAIN_STEPS) | Num(ge=0, le=1) | None = F(
-        "validation batches (an integer) or fraction")
+        "validation batches (an integer) or fraction"
+    )
     num_sanity_val_steps: Int(ge=-1, le=MAX_TRAIN_STEPS) = F("validation batches before training (-1: all)")
     log_every_n_steps: Int(ge=1, le=MAX_TRAIN_STEPS) = F("logging interval in steps")
     enable_progress_bar: bool = F("tqdm progress bar")
@@ -546,7 +573,8 @@ class Train(_Command):
     channels_last: bool = F("weights and image batches in channels-last memory format")
     compile: bool = F("torch.compile the network's forward")
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = F(
-        "torch.compile mode")
+        "torch.compile mode"
+    )
     loss: Any = F("group")
     optim: Optim = F("optimiser")
     ema: EMA = F("exponential moving average of the weights (used for validation, samples, checkpoints)")
@@ -567,7 +595,8 @@ class Sample(_Sampling):
     snapshot_every: Int(ge=1, le=MAX_STEPS) | None = F("trajectory snapshot every k steps (null: steps // 10)")
     evolution_rows: Int(ge=1, le=1024) = F("samples (rows) shown in evolution.png")
     compare: Text | Annotated[list[Text], Field(min_length=1, max_length=32)] | None = F(
-        "samplers for compare.png, e.g. [pc,em,ode,dpm_solver] (same initial noise)")
+        "samplers for compare.png, e.g. [pc,em,ode,dpm_solver] (same initial noise)"
+    )
 
 
 Metric = Literal["fid", "kid", "pr", "is", "bpd", "gap", "all"]
@@ -642,8 +671,12 @@ GROUPS = {
     "sde": Group("sde", "_target_", (VPSDE, SubVPSDE, VESDE)),
     "model": Group("model", "_target_", (ScoreNet, NCSNpp, GMMScore)),
     "data": Group("data", "_target_", (EmbeddedMNIST, MNIST, CIFAR10, NpzImages, ImageFolder, GMMData)),
-    "sampler": Group("sampler", "_target_", (EM, PC, ODE, DPMSolver, DPMSolverSinglestep, DPMSolverSDE, Heun,
-                                             Restart, UniPC), fallback=OtherSampler),
+    "sampler": Group(
+        "sampler",
+        "_target_",
+        (EM, PC, ODE, DPMSolver, DPMSolverSinglestep, DPMSolverSDE, Heun, Restart, UniPC),
+        fallback=OtherSampler,
+    ),
     "loss": Group("loss", "name", (EDMLoss, Sigma2Loss, LikelihoodLoss, LikelihoodISLoss)),
     "guidance": Group("guidance", "name", (NoGuidance, CFGGuidance, ClassifierGuidance)),
     "task": Group("task", "name", (GenerateTask, ClassifierTask, InpaintTask, ColorizeTask)),
@@ -651,12 +684,45 @@ GROUPS = {
 
 #: each command: its top-level model and {key path: group} of the grouped nodes
 COMMANDS = {
-    "train": (Train, {"schedule": "schedule", "sde": "sde", "sde.schedule": "schedule", "model": "model",
-                      "data": "data", "task": "task", "loss": "loss", "sample_grid.sampler": "sampler"}),
-    "sample": (Sample, {"schedule": "schedule", "sde": "sde", "sde.schedule": "schedule", "model": "model",
-                        "data": "data", "sampler": "sampler", "guidance": "guidance", "task": "task"}),
-    "eval": (Eval, {"schedule": "schedule", "sde": "sde", "sde.schedule": "schedule", "model": "model",
-                    "data": "data", "sampler": "sampler", "guidance": "guidance", "task": "task"}),
+    "train": (
+        Train,
+        {
+            "schedule": "schedule",
+            "sde": "sde",
+            "sde.schedule": "schedule",
+            "model": "model",
+            "data": "data",
+            "task": "task",
+            "loss": "loss",
+            "sample_grid.sampler": "sampler",
+        },
+    ),
+    "sample": (
+        Sample,
+        {
+            "schedule": "schedule",
+            "sde": "sde",
+            "sde.schedule": "schedule",
+            "model": "model",
+            "data": "data",
+            "sampler": "sampler",
+            "guidance": "guidance",
+            "task": "task",
+        },
+    ),
+    "eval": (
+        Eval,
+        {
+            "schedule": "schedule",
+            "sde": "sde",
+            "sde.schedule": "schedule",
+            "model": "model",
+            "data": "data",
+            "sampler": "sampler",
+            "guidance": "guidance",
+            "task": "task",
+        },
+    ),
     "report": (Report, {}),
 }
 
@@ -729,8 +795,10 @@ def _pattern(meta) -> str | None:
     return None
 
 
-PATTERN_TEXT = {r"^(auto|cpu|mps|cuda(:\d+)?)$": "auto, cpu, mps, cuda or cuda:N",
-                r"^\d{1,4}:\d{1,2}:\d{1,2}:\d{1,2}$": "a time DD:HH:MM:SS"}
+PATTERN_TEXT = {
+    r"^(auto|cpu|mps|cuda(:\d+)?)$": "auto, cpu, mps, cuda or cuda:N",
+    r"^\d{1,4}:\d{1,2}:\d{1,2}:\d{1,2}$": "a time DD:HH:MM:SS",
+}
 
 
 def describe(tp, meta=()) -> str:
@@ -745,8 +813,11 @@ def describe(tp, meta=()) -> str:
         values = ["true", "false"] if bool in members else []
         values = list(dict.fromkeys([*values, *(_bare(v) for lit in literals for v in typing.get_args(lit))]))
         lists_of_them = [a for a in members if _list_item(a) in literals]
-        others = [describe(a) for a in members
-                  if typing.get_origin(a) is not Literal and a not in lists_of_them and a is not bool]
+        others = [
+            describe(a)
+            for a in members
+            if typing.get_origin(a) is not Literal and a not in lists_of_them and a is not bool
+        ]
         if lists_of_them and not others:
             return "one of " + ", ".join(values) + ", or a list of them"
         return _join([*others, *values])
@@ -764,8 +835,17 @@ def describe(tp, meta=()) -> str:
     if origin is list:
         (item,) = typing.get_args(tp)
         lo, hi = _lengths(meta)
-        count = (f"{lo} " if lo == hi and lo is not None else f"1 to {hi} " if lo == 1 and hi is not None
-                 else "1 or more " if lo == 1 else f"up to {hi} " if hi is not None else "")
+        count = (
+            f"{lo} "
+            if lo == hi and lo is not None
+            else f"1 to {hi} "
+            if lo == 1 and hi is not None
+            else "1 or more "
+            if lo == 1
+            else f"up to {hi} "
+            if hi is not None
+            else ""
+        )
         inner = describe(item)
         inner = inner.replace("an integer", "integers").replace("a number", "numbers").replace("a string", "strings")
         inner = inner.replace("a list of", "lists of").replace("one of", "each one of")
@@ -777,8 +857,11 @@ def describe(tp, meta=()) -> str:
         return PATTERN_TEXT.get(pattern, f"a string matching {pattern}")
     word = {int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
     limits = _limits(meta)
-    return word + (" " + " and ".join(limits) if limits else "") + (" (non-empty)" if tp is str and not limits
-                                                                      and _lengths(meta)[0] else "")
+    return (
+        word
+        + (" " + " and ".join(limits) if limits else "")
+        + (" (non-empty)" if tp is str and not limits and _lengths(meta)[0] else "")
+    )
 
 
 def _list_item(tp):
@@ -937,8 +1020,9 @@ def validate_stored(cfg_dict: dict, source: str | None = None) -> dict:
     with older spellings mapped first; returns the mapped config.  ``UserError`` (one line, prefixed with
     ``source`` when given) for the first violation, e.g. a ``_target_`` that is not one of sdegen's."""
     if not isinstance(cfg_dict, dict):
-        raise UserError(f"{source + ': ' if source else ''}the stored config is not a mapping (got "
-                        f"{type(cfg_dict).__name__})")
+        raise UserError(
+            f"{source + ': ' if source else ''}the stored config is not a mapping (got {type(cfg_dict).__name__})"
+        )
     cfg = upgrade_stored(cfg_dict)
     found = problems(cfg, "train")
     if found:
@@ -947,13 +1031,23 @@ def validate_stored(cfg_dict: dict, source: str | None = None) -> dict:
 
 
 # --- the configuration reference (docs/configuration.md) -------------------------------------------------------
-READERS = {"schedule": "train, sample, eval", "sde": "train, sample, eval", "model": "train, sample, eval",
-           "data": "train, sample, eval", "sampler": "sample, eval (train: sample_grid.sampler)",
-           "loss": "train", "guidance": "sample, eval", "task": "train, sample, eval"}
+READERS = {
+    "schedule": "train, sample, eval",
+    "sde": "train, sample, eval",
+    "model": "train, sample, eval",
+    "data": "train, sample, eval",
+    "sampler": "sample, eval (train: sample_grid.sampler)",
+    "loss": "train",
+    "guidance": "sample, eval",
+    "task": "train, sample, eval",
+}
 
 VOCABULARY = [
-    ("data_std", "the data's root-mean-square per-dimension standard deviation (loss.data_std, sampler.data_std, "
-                 "recorded in checkpoints); the network's EDM constant keeps the name model.sigma_data"),
+    (
+        "data_std",
+        "the data's root-mean-square per-dimension standard deviation (loss.data_std, sampler.data_std, "
+        "recorded in checkpoints); the network's EDM constant keeps the name model.sigma_data",
+    ),
     ("labels", "class labels of samples and data (samples.npz `labels`, guidance.label chooses them)"),
     ("nfe", "score-network evaluations per sample (metrics `nfe`)"),
     ("batch_size", "items per batch: data.batch_size for training, batch_size for sampling and metrics"),
@@ -989,23 +1083,42 @@ def markdown() -> str:
     from .registry import TASKS, config_dir, group_choices
 
     root = config_dir()
-    lines = ["# Configuration reference", "",
-             "Generated from the typed schema (`src/sdegen/runtime/schema.py`) by",
-             "`python -m sdegen.runtime.schema --markdown > docs/configuration.md`; defaults are those of `configs/`.",
-             "Every key is checked once, after composition and before any work: a wrong type, a value out of range,",
-             "an unknown choice or an unknown key is one line `sdegen: error: ...` and exit status 2, with nothing",
-             "written.", "", "## Vocabulary", "", "One name per concept, everywhere (configs, code, files, docs):", ""]
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the typed schema (`src/sdegen/runtime/schema.py`) by",
+        "`python -m sdegen.runtime.schema --markdown > docs/configuration.md`; defaults are those of `configs/`.",
+        "Every key is checked once, after composition and before any work: a wrong type, a value out of range,",
+        "an unknown choice or an unknown key is one line `sdegen: error: ...` and exit status 2, with nothing",
+        "written.",
+        "",
+        "## Vocabulary",
+        "",
+        "One name per concept, everywhere (configs, code, files, docs):",
+        "",
+    ]
     lines += [f"- **{word}**: {text}" for word, text in VOCABULARY]
     for command in ("train", "sample", "eval", "report"):
         model, grouped = COMMANDS[command]
         defaults = OmegaConf.to_container(OmegaConf.load(root / f"{command}.yaml"), resolve=False)
         defaults.pop("defaults", None)
-        lines += ["", f"## sdegen {command}", "", f"Keys of `configs/{command}.yaml`"
-                  + (f"; groups: {', '.join(sorted(set(grouped.values())))} (below)" if grouped else "") + ".", ""]
+        lines += [
+            "",
+            f"## sdegen {command}",
+            "",
+            f"Keys of `configs/{command}.yaml`"
+            + (f"; groups: {', '.join(sorted(set(grouped.values())))} (below)" if grouped else "")
+            + ".",
+            "",
+        ]
         lines += HEADER + _rows(model, defaults, "", command, skip=("sample_grid.sampler",))
     for name, group in GROUPS.items():
-        lines += ["", f"## {name}", "", f"Chosen with `{name}=NAME`; read by {READERS[name]}; each choice is checked "
-                  f"by its `{group.key}`."]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            f"Chosen with `{name}=NAME`; read by {READERS[name]}; each choice is checked by its `{group.key}`.",
+        ]
         by_value = group.models()
         for choice in group_choices(name):
             defaults = OmegaConf.to_container(OmegaConf.load(root / name / f"{choice}.yaml"), resolve=False)
@@ -1018,9 +1131,19 @@ def markdown() -> str:
             lines += _rows(model, defaults, f"{name}.", readers.split(" (")[0])
     trainer_defaults = OmegaConf.to_container(OmegaConf.load(root / "trainer" / "default.yaml"), resolve=False)
     trainer_defaults.pop("defaults", None)
-    lines += ["", "## trainer", "", "Chosen with `trainer=default|cpu|gpu|ddp`; read by train.  Arguments of",
-              "`lightning.Trainer`: other arguments may be added with `+trainer.KEY=VALUE` (checked against its",
-              "signature).", ""] + HEADER + _rows(Trainer, trainer_defaults, "trainer.", "train")
+    lines += (
+        [
+            "",
+            "## trainer",
+            "",
+            "Chosen with `trainer=default|cpu|gpu|ddp`; read by train.  Arguments of",
+            "`lightning.Trainer`: other arguments may be added with `+trainer.KEY=VALUE` (checked against its",
+            "signature).",
+            "",
+        ]
+        + HEADER
+        + _rows(Trainer, trainer_defaults, "trainer.", "train")
+    )
     logger_defaults: dict = {}
     for choice in ("csv", "wandb"):
         logger_defaults.update(OmegaConf.to_container(OmegaConf.load(root / "logger" / f"{choice}.yaml")))

@@ -57,8 +57,10 @@ class Setup:
         try:
             return float(self.data.data_std())
         except (UserError, OSError, RuntimeError, ValueError) as err:
-            log.warning(f"the data's std could not be read ({err}); the focus grid assumes 0.5 "
-                        f"(set sampler.data_std to the data's std)")
+            log.warning(
+                f"the data's std could not be read ({err}); the focus grid assumes 0.5 "
+                f"(set sampler.data_std to the data's std)"
+            )
             return None
 
     def generator(self, seed: int | None = None) -> torch.Generator:
@@ -103,8 +105,10 @@ def checkpoint_conflicts(cfg, ckpt_cfg: dict, overridden: list[str]) -> list[str
 def refuse_conflicts(cfg, ckpt_cfg: dict, source) -> None:
     conflicts = checkpoint_conflicts(cfg, ckpt_cfg, cli_overrides())
     if conflicts:
-        raise UserError(f"{Path(str(source)).name} does not match the command line ({'; '.join(conflicts)}); "
-                        f"drop those overrides to use the checkpoint's own config")
+        raise UserError(
+            f"{Path(str(source)).name} does not match the command line ({'; '.join(conflicts)}); "
+            f"drop those overrides to use the checkpoint's own config"
+        )
 
 
 def check_model_args(model_cfg) -> None:
@@ -156,6 +160,8 @@ def guided_score(cfg, setup: Setup):
         classifier, plain = load_classifier(guidance.classifier_ckpt, map_location=setup.device)
         trained = (plain.get("sde") or {}).get("_target_", "")
         if trained and trained.rsplit(".", 1)[-1] != type(setup.sde).__name__:
-            raise UserError(f"guidance.classifier_ckpt was trained on {trained.rsplit('.', 1)[-1]} noise but the "
-                            f"score model uses {type(setup.sde).__name__}; train the classifier with the same sde=")
+            raise UserError(
+                f"guidance.classifier_ckpt was trained on {trained.rsplit('.', 1)[-1]} noise but the "
+                f"score model uses {type(setup.sde).__name__}; train the classifier with the same sde="
+            )
     return apply_guidance(guidance, setup.score_model, setup.sde, setup.data, setup.device, classifier=classifier)

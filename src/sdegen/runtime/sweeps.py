@@ -107,9 +107,11 @@ def sde_agnostic_sweep(jobs: list[list[str]], choices: dict) -> str | None:
     for loss, pairs in configs.items():
         if len(pairs) > 1:
             following = ", ".join(name for name, cls in LOSSES.items() if cls.follows_sde)
-            return (f"this sweep varies sde/schedule under loss={loss}, whose noise levels do not depend on the SDE "
-                    f"(ln σ/α ~ N(p_mean, p_std²)): its jobs would train the same network; add loss=sigma2 "
-                    f"(losses that follow the SDE: {following})")
+            return (
+                f"this sweep varies sde/schedule under loss={loss}, whose noise levels do not depend on the SDE "
+                f"(ln σ/α ~ N(p_mean, p_std²)): its jobs would train the same network; add loss=sigma2 "
+                f"(losses that follow the SDE: {following})"
+            )
     return None
 
 
@@ -142,7 +144,7 @@ class SdeSweeps:
     def split_arguments(self, overrides, max_batch_size):  # called by BasicSweeper.sweep: the kept jobs
         jobs = self._jobs
         size = max_batch_size if max_batch_size and max_batch_size > 0 else len(jobs)
-        return [jobs[i: i + size] for i in range(0, len(jobs), size)]
+        return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
 # --- every job ----------------------------------------------------------------------------------------
@@ -166,9 +168,11 @@ def sde_notice(cfg, given: Sequence[str]) -> str | None:
     if not set_here or name not in LOSSES or LOSSES[name].follows_sde:
         return None
     which = " and ".join(f"{k}=" for k in set_here)
-    return (f"[sdegen] note: under loss={name} {which} change sampling with em/pc, the prior and bits/dim, not the "
-            f"network (loss={name} draws ln σ/α ~ N(p_mean, p_std²) whatever the SDE and sees only σ/α); "
-            f"loss=sigma2 trains on the chosen SDE's own noise levels")
+    return (
+        f"[sdegen] note: under loss={name} {which} change sampling with em/pc, the prior and bits/dim, not the "
+        f"network (loss={name} draws ln σ/α ~ N(p_mean, p_std²) whatever the SDE and sees only σ/α); "
+        f"loss=sigma2 trains on the chosen SDE's own noise levels"
+    )
 
 
 def guard(cfg) -> bool:

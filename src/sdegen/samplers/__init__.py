@@ -30,8 +30,10 @@ def plain_config(sampler_cfg) -> dict:
 
     if OmegaConf.is_config(sampler_cfg):
         return OmegaConf.to_container(sampler_cfg, resolve=True)
-    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-            for k, v in dict(sampler_cfg).items()}
+    return {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in dict(sampler_cfg).items()
+    }
 
 
 def resolve_auto(sampler_cfg) -> dict:
@@ -44,15 +46,19 @@ def resolve_auto(sampler_cfg) -> dict:
     stays: it is the model's or the data's std, known only when sampling (``resolved(cfg, data_std)``)."""
     cfg = plain_config(sampler_cfg)
     if "by_steps" in cfg:
-        raise UserError("sampler.by_steps is not a key: what auto means at each step count is in "
-                        "sdegen/samplers/presets.py; set the key itself instead (e.g. sampler.end_noise=0.002)")
+        raise UserError(
+            "sampler.by_steps is not a key: what auto means at each step count is in "
+            "sdegen/samplers/presets.py; set the key itself instead (e.g. sampler.end_noise=0.002)"
+        )
     auto_keys = [k for k, v in cfg.items() if isinstance(v, str) and v == AUTO and k != "data_std"]
     if not auto_keys:
         return cfg
     target = cfg.get("_target_")
     if presets.table(target) is None:
-        raise UserError(f"sampler.{auto_keys[0]}=auto: {presets.target_name(target)} has no step-count preset "
-                        f"(sdegen/samplers/presets.py); set sampler.{auto_keys[0]} explicitly")
+        raise UserError(
+            f"sampler.{auto_keys[0]}=auto: {presets.target_name(target)} has no step-count preset "
+            f"(sdegen/samplers/presets.py); set sampler.{auto_keys[0]} explicitly"
+        )
     steps = cfg.get("steps", 1000)
     if not isinstance(steps, (int, float)) or isinstance(steps, bool):
         raise UserError(f"sampler.steps must be an integer >= 1, got {steps!r}")
@@ -63,8 +69,10 @@ def resolve_auto(sampler_cfg) -> dict:
         cfg["grid_options"] = {}
     for key in auto_keys:
         if key not in row:
-            raise UserError(f"sampler.{key}=auto: the preset of {presets.target_name(target)} has no value for it "
-                            f"at steps={steps}; set sampler.{key} explicitly")
+            raise UserError(
+                f"sampler.{key}=auto: the preset of {presets.target_name(target)} has no value for it "
+                f"at steps={steps}; set sampler.{key} explicitly"
+            )
         cfg[key] = row[key]
     return cfg
 
@@ -167,13 +175,25 @@ def split_config(sampler_cfg) -> tuple:
     driver = {k: cfg.pop(k) for k in DRIVER_KEYS if k in cfg}
     accepted = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    fixed = {"score_fn", "sde", "x", "timesteps", "step_hook", "generator", "snapshot_every", "resample", "denoise",
-             "progress"}
+    fixed = {
+        "score_fn",
+        "sde",
+        "x",
+        "timesteps",
+        "step_hook",
+        "generator",
+        "snapshot_every",
+        "resample",
+        "denoise",
+        "progress",
+    }
     valid = sorted(k for k, p in accepted.items() if k not in fixed and p.kind is p.KEYWORD_ONLY)
     unknown = [k for k in cfg if k not in accepted or k in fixed]
     if unknown and not takes_any:
-        raise UserError(f"sampler.{unknown[0]} is not an option of {getattr(fn, '__name__', fn)}; valid options: "
-                        f"{', '.join(list(DRIVER_KEYS) + valid)}")
+        raise UserError(
+            f"sampler.{unknown[0]} is not an option of {getattr(fn, '__name__', fn)}; valid options: "
+            f"{', '.join(list(DRIVER_KEYS) + valid)}"
+        )
     steps = int(driver.get("steps", 1000))
     if steps < 1:
         raise UserError(f"sampler.steps must be >= 1, got {steps}")
@@ -183,21 +203,31 @@ def split_config(sampler_cfg) -> tuple:
     grid_options = driver.get("grid_options") or {}
     if not isinstance(grid_options, dict):
         raise UserError(f"sampler.grid_options must be a mapping of the grid's options, got {grid_options!r}")
-    grid_params = [k for k, p in inspect.signature(GRIDS[grid]).parameters.items()
-                   if k not in ("sde", "steps", "eps", "start", "data_std") and p.default is not p.empty]
+    grid_params = [
+        k
+        for k, p in inspect.signature(GRIDS[grid]).parameters.items()
+        if k not in ("sde", "steps", "eps", "start", "data_std") and p.default is not p.empty
+    ]
     if "data_std" in grid_options:
-        raise UserError("the data's std is sampler.data_std (a number, or auto: the checkpoint's or the data's), "
-                        "not a grid option")
+        raise UserError(
+            "the data's std is sampler.data_std (a number, or auto: the checkpoint's or the data's), not a grid option"
+        )
     unknown_grid = sorted(k for k in grid_options if k not in grid_params)
     if unknown_grid:
-        raise UserError(f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
-                        f"valid: {', '.join(grid_params) or 'none'}")
+        raise UserError(
+            f"sampler.grid_options.{unknown_grid[0]} is not an option of the {grid} grid; "
+            f"valid: {', '.join(grid_params) or 'none'}"
+        )
     data_std = driver.get("data_std", AUTO)
-    if data_std is not None and data_std != AUTO and (not isinstance(data_std, (int, float))
-                                                       or isinstance(data_std, bool)
-                                                       or not data_std > 0):
-        raise UserError(f"sampler.data_std must be auto or a number > 0 (the data's root-mean-square "
-                        f"per-dimension std), got {data_std!r}")
+    if (
+        data_std is not None
+        and data_std != AUTO
+        and (not isinstance(data_std, (int, float)) or isinstance(data_std, bool) or not data_std > 0)
+    ):
+        raise UserError(
+            f"sampler.data_std must be auto or a number > 0 (the data's root-mean-square "
+            f"per-dimension std), got {data_std!r}"
+        )
     driver["denoise"] = denoise_mode(driver.get("denoise", True))  # true | false | "half", checked once
     if int(driver.get("resample", 1)) < 1:
         raise UserError(f"sampler.resample must be >= 1, got {driver.get('resample')}")
@@ -225,8 +255,9 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
         parts.append(f"σ/α {first} → {last}")
     if cfg.get("grid"):
         options = cfg.get("grid_options") or {}
-        parts.append(f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})"
-                                              if options else ""))
+        parts.append(
+            f"{cfg['grid']} grid" + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})" if options else "")
+        )
         if _follows_data_scale(cfg["grid"]) and "center" not in options:
             scale, source = data_scale(cfg, data_std)
             default = inspect.signature(GRIDS[cfg["grid"]]).parameters["center_std"].default
@@ -250,8 +281,11 @@ def needs_data_std(sampler_cfg) -> bool:
     ``sampler.data_std=auto`` and no pinned centre): callers look it up only then."""
     cfg = resolve_auto(sampler_cfg)
     value = cfg.get("data_std", AUTO)
-    return (_follows_data_scale(cfg.get("grid", "uniform")) and "center" not in (cfg.get("grid_options") or {})
-            and (value is None or value == AUTO))
+    return (
+        _follows_data_scale(cfg.get("grid", "uniform"))
+        and "center" not in (cfg.get("grid_options") or {})
+        and (value is None or value == AUTO)
+    )
 
 
 def data_scale(sampler_cfg, data_std: float | None = None) -> tuple[float, str]:
@@ -265,8 +299,20 @@ def data_scale(sampler_cfg, data_std: float | None = None) -> tuple[float, str]:
     return DEFAULT_DATA_STD, "not known: EDM's default"
 
 
-def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None, device="cpu",
-           x_init=None, snapshot_every=0, progress=False, data_std: float | None = None) -> SampleResult:
+def sample(
+    sampler_cfg,
+    score_fn,
+    sde,
+    shape,
+    *,
+    step_hook=None,
+    generator=None,
+    device="cpu",
+    x_init=None,
+    snapshot_every=0,
+    progress=False,
+    data_std: float | None = None,
+) -> SampleResult:
     """Draw ``shape`` samples with the sampler described by ``sampler_cfg``.
 
     ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
@@ -282,19 +328,37 @@ def sample(sampler_cfg, score_fn, sde, shape, *, step_hook=None, generator=None,
     fn, driver, options = split_config(sampler_cfg)
     t_start, t_end = start_time(sde, driver), end_time(sde, driver)
     if not t_end < t_start:
-        raise UserError(f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
-                        f"(end_noise/eps); raise start_noise")
+        raise UserError(
+            f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
+            f"(end_noise/eps); raise start_noise"
+        )
     grid, grid_options = driver.get("grid", "uniform"), dict(driver.get("grid_options") or {})
     if _follows_data_scale(grid):
         grid_options["data_std"] = data_scale(driver, data_std)[0]
-    timesteps = time_grid(sde, int(driver.get("steps", 1000)), t_end, grid,
-                          start=None if t_start == float(sde.T) else t_start, **grid_options)
+    timesteps = time_grid(
+        sde,
+        int(driver.get("steps", 1000)),
+        t_end,
+        grid,
+        start=None if t_start == float(sde.T) else t_start,
+        **grid_options,
+    )
     x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
     if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
         x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
-    return fn(score_fn, sde, x, timesteps, step_hook=step_hook, generator=generator,
-              snapshot_every=snapshot_every, resample=int(driver.get("resample", 1)),
-              denoise=driver["denoise"], progress=progress, **options)
+    return fn(
+        score_fn,
+        sde,
+        x,
+        timesteps,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=int(driver.get("resample", 1)),
+        denoise=driver["denoise"],
+        progress=progress,
+        **options,
+    )
 
 
 def denoise_mode(value):
@@ -306,8 +370,27 @@ def denoise_mode(value):
     raise UserError(f"sampler.denoise must be true, false or half, got {value!r}")
 
 
-__all__ = ["SampleResult", "CountingScore", "run_steps", "tweedie_denoise", "final_denoise", "denoise_mode",
-           "time_grid", "sample", "resolve",
-           "start_time", "end_time", "data_scale", "needs_data_std",
-           "split_config", "resolve_auto", "resolved", "summary", "plain_config", "settings", "describe",
-           "DRIVER_KEYS", "AUTO"]
+__all__ = [
+    "SampleResult",
+    "CountingScore",
+    "run_steps",
+    "tweedie_denoise",
+    "final_denoise",
+    "denoise_mode",
+    "time_grid",
+    "sample",
+    "resolve",
+    "start_time",
+    "end_time",
+    "data_scale",
+    "needs_data_std",
+    "split_config",
+    "resolve_auto",
+    "resolved",
+    "summary",
+    "plain_config",
+    "settings",
+    "describe",
+    "DRIVER_KEYS",
+    "AUTO",
+]

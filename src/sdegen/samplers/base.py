@@ -84,9 +84,21 @@ def final_denoise(score, sde: SDE, x, t, mode=True):
     return denoised
 
 
-def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: StepHook | None = None,
-              generator=None, snapshot_every: int = 0, resample: int = 1, denoise: bool | str = False,
-              progress: bool = False, desc: str = "sampling") -> SampleResult:
+def run_steps(
+    step,
+    x,
+    timesteps,
+    *,
+    sde: SDE,
+    score: CountingScore,
+    step_hook: StepHook | None = None,
+    generator=None,
+    snapshot_every: int = 0,
+    resample: int = 1,
+    denoise: bool | str = False,
+    progress: bool = False,
+    desc: str = "sampling",
+) -> SampleResult:
     """Drive ``step(x, t, t_next) -> x_next`` along ``timesteps``.
 
     After each step ``step_hook(x_next, t_next)`` may transform the state (inpainting replaces
@@ -116,5 +128,6 @@ def run_steps(step, x, timesteps, *, sde: SDE, score: CountingScore, step_hook: 
             x = step_hook(x, torch.zeros((), dtype=torch.float64))
         if snapshot_every:
             snapshots[-1] = x.detach().cpu()
-    return SampleResult(x=x, nfe=score.nfe, trajectory=snapshots if snapshot_every else [],
-                        times=snap_times if snapshot_every else [])
+    return SampleResult(
+        x=x, nfe=score.nfe, trajectory=snapshots if snapshot_every else [], times=snap_times if snapshot_every else []
+    )

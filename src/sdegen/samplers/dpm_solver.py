@@ -84,9 +84,22 @@ def dpm_solver_update(x, models, lambdas, t_coefs, s_coefs, algorithm):
     return (alpha_t / alpha_s) * x - std_t * phi_1 * m0 - std_t * phi_2 * d1 - std_t * phi_3 * d2
 
 
-def sample_dpm_solver(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0,
-                      resample=1, denoise=False, progress=False, order=3, algorithm="dpmsolver++",
-                      lower_order_final=True) -> SampleResult:
+def sample_dpm_solver(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=False,
+    progress=False,
+    order=3,
+    algorithm="dpmsolver++",
+    lower_order_final=True,
+) -> SampleResult:
     """Multistep DPM-Solver(++) (Lu et al. 2022b, Alg. 2) on the given grid (best: uniform in λ).
 
     Warm start: the first k − 1 steps use orders 1, …, k − 1.  With ``lower_order_final`` and fewer
@@ -119,6 +132,17 @@ def sample_dpm_solver(score_fn, sde, x, timesteps, *, step_hook=None, generator=
         lambdas = [coefs[u][2] for u in used] + [coefs[j][2]]
         return dpm_solver_update(x, [outputs[u] for u in used], lambdas, coefs[j], coefs[i], algorithm)
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc=f"{algorithm}-{order}")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc=f"{algorithm}-{order}",
+    )

@@ -25,8 +25,21 @@ from .base import CountingScore, SampleResult, randn_like, run_steps
 from .dpm_solver import _coefficients
 
 
-def sample_dpm_solver_sde(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0,
-                          resample=1, denoise=True, progress=False, order=2, s_noise=1.0) -> SampleResult:
+def sample_dpm_solver_sde(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    order=2,
+    s_noise=1.0,
+) -> SampleResult:
     """SDE-DPM-Solver++(1 or 2M): one score evaluation per step, NFE = steps (+1 with denoise).
 
     ``s_noise`` scales the injected noise (1 = the reverse SDE; 0 gives a deterministic but
@@ -54,6 +67,17 @@ def sample_dpm_solver_sde(score_fn, sde, x, timesteps, *, step_hook=None, genera
             x_next = x_next + 0.5 * alpha_t * one_minus * (outputs[i] - outputs[i - 1]) / r
         return x_next + float(s_noise) * std_t * math.sqrt(one_minus) * randn_like(x, generator)
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc=f"sde-dpmsolver++{order}")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc=f"sde-dpmsolver++{order}",
+    )

@@ -24,9 +24,21 @@ from .base import CountingScore, SampleResult, run_steps
 from .dpm_solver import _coefficients, check_solver
 
 
-def sample_dpm_solver_singlestep(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0,
-                                 resample=1, denoise=True, progress=False, order=3,
-                                 algorithm="dpmsolver") -> SampleResult:
+def sample_dpm_solver_singlestep(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    order=3,
+    algorithm="dpmsolver",
+) -> SampleResult:
     """Singlestep DPM-Solver-k on the given grid: NFE = order · steps (+1 with denoise).
 
     ``order`` 1 is DDIM; 2 and 3 are the paper's DPM-Solver-2 and -3 (Lu et al. 2022, Alg. 1, with
@@ -81,6 +93,17 @@ def sample_dpm_solver_singlestep(score_fn, sde, x, timesteps, *, step_hook=None,
             return x_t + (1.0 / r2) * alpha_t * (math.expm1(-h) / h + 1.0) * d2
         return x_t - (1.0 / r2) * std_t * (math.expm1(h) / h - 1.0) * d2
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc=f"{algorithm}-singlestep-{order}")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc=f"{algorithm}-singlestep-{order}",
+    )

@@ -18,8 +18,12 @@ def uniform_grid(sde: SDE, steps: int, eps: float, start: float | None = None) -
 def logsnr_grid(sde: SDE, steps: int, eps: float, start: float | None = None) -> torch.Tensor:
     """λ_i = log(α/σ) uniform between λ(T) and λ(eps) (Lu et al. 2022, DPM-Solver Sec. 3.3)."""
     start = sde.T if start is None else start
-    lam = torch.linspace(float(sde.log_snr(torch.tensor(start, dtype=torch.float64))),
-                         float(sde.log_snr(torch.tensor(eps, dtype=torch.float64))), steps + 1, dtype=torch.float64)
+    lam = torch.linspace(
+        float(sde.log_snr(torch.tensor(start, dtype=torch.float64))),
+        float(sde.log_snr(torch.tensor(eps, dtype=torch.float64))),
+        steps + 1,
+        dtype=torch.float64,
+    )
     ts = sde.t_from_log_snr(lam).to(torch.float64)
     ts[0], ts[-1] = start, eps
     return ts
@@ -27,7 +31,10 @@ def logsnr_grid(sde: SDE, steps: int, eps: float, start: float | None = None) ->
 
 def edm_grid(sde: SDE, steps: int, eps: float, start: float | None = None, rho: float = 7.0) -> torch.Tensor:
     """Karras et al. 2022, Eq. 5: the noise-to-signal ratio s = σ/α spaced as s^{1/ρ} uniform."""
-    ratio = lambda t: float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
+
+    def ratio(t):
+        return float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))
+
     start = sde.T if start is None else start
     s_max, s_min = ratio(start), ratio(eps)
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
@@ -37,8 +44,9 @@ def edm_grid(sde: SDE, steps: int, eps: float, start: float | None = None, rho: 
     return ts
 
 
-def shifted_grid(sde: SDE, steps: int, eps: float, start: float | None = None, rho: float = -3.0,
-                 shift: float = 0.1) -> torch.Tensor:
+def shifted_grid(
+    sde: SDE, steps: int, eps: float, start: float | None = None, rho: float = -3.0, shift: float = 0.1
+) -> torch.Tensor:
     """EDM's Eq. 5 with a shift and a negative exponent: (s + shift)^{1/ρ} uniform, s = σ/α, ρ = −3.
 
     Relative steps are smallest at s ≈ shift ~ the data's component scales and grow on both sides
@@ -46,7 +54,10 @@ def shifted_grid(sde: SDE, steps: int, eps: float, start: float | None = None, r
     EDM's Heun by the log-likelihood gap (docs/samplers.md): 30 / 40 steps leave −0.006 / −0.0025 on the
     tuning mixtures where the log-SNR grid leaves −0.017 / −0.009 (single-Gaussian model:
     scripts/heun_gaussian_bound.py)."""
-    ratio = lambda t: float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
+
+    def ratio(t):
+        return float(torch.exp(-sde.log_snr(torch.tensor(t, dtype=torch.float64))))
+
     start = sde.T if start is None else start
     a, b = ratio(start) + shift, ratio(eps) + shift
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
@@ -60,9 +71,17 @@ def shifted_grid(sde: SDE, steps: int, eps: float, start: float | None = None, r
 DEFAULT_DATA_STD = 0.5
 
 
-def focus_grid(sde: SDE, steps: int, eps: float, start: float | None = None, center: float | None = None,
-               center_std: float = 4.0, boost: float = 1.5, width: float = 0.5,
-               data_std: float = DEFAULT_DATA_STD) -> torch.Tensor:
+def focus_grid(
+    sde: SDE,
+    steps: int,
+    eps: float,
+    start: float | None = None,
+    center: float | None = None,
+    center_std: float = 4.0,
+    boost: float = 1.5,
+    width: float = 0.5,
+    data_std: float = DEFAULT_DATA_STD,
+) -> torch.Tensor:
     """The log-SNR grid with extra steps around σ/α = c: step density in λ = −log(σ/α)
     ∝ 1 + boost · exp(−(λ − λ_c)² / 2 width²), λ_c = −log(c).
 
@@ -76,20 +95,28 @@ def focus_grid(sde: SDE, steps: int, eps: float, start: float | None = None, cen
     that band.  ``boost = 0`` is ``logsnr_grid``."""
     if center is None:
         if not (center_std > 0 and data_std > 0):
-            raise UserError(f"the focus grid needs center_std > 0 and data_std > 0 "
-                            f"(got center_std={center_std}, data_std={data_std})")
+            raise UserError(
+                f"the focus grid needs center_std > 0 and data_std > 0 "
+                f"(got center_std={center_std}, data_std={data_std})"
+            )
         center = center_std * data_std
     if not (center > 0 and width > 0 and boost >= 0):
-        raise UserError(f"the focus grid needs center > 0, width > 0 and boost >= 0 "
-                        f"(got center={center}, width={width}, boost={boost})")
+        raise UserError(
+            f"the focus grid needs center > 0, width > 0 and boost >= 0 "
+            f"(got center={center}, width={width}, boost={boost})"
+        )
     start = sde.T if start is None else start
     lam_start = float(sde.log_snr(torch.tensor(start, dtype=torch.float64)))
     lam_end = float(sde.log_snr(torch.tensor(eps, dtype=torch.float64)))
     lam_center, scale = -math.log(center), width * math.sqrt(2.0)
 
     def steps_before(lam):  # ∫ density from lam_start to lam (closed form), increasing in lam
-        bump = boost * width * math.sqrt(math.pi / 2) * (torch.erf((lam - lam_center) / scale)
-                                                          - math.erf((lam_start - lam_center) / scale))
+        bump = (
+            boost
+            * width
+            * math.sqrt(math.pi / 2)
+            * (torch.erf((lam - lam_center) / scale) - math.erf((lam_start - lam_center) / scale))
+        )
         return (lam - lam_start) + bump
 
     total = steps_before(torch.tensor(lam_end, dtype=torch.float64))
@@ -105,8 +132,7 @@ def focus_grid(sde: SDE, steps: int, eps: float, start: float | None = None, cen
     return ts
 
 
-GRIDS = {"uniform": uniform_grid, "logsnr": logsnr_grid, "edm": edm_grid, "shifted": shifted_grid,
-         "focus": focus_grid}
+GRIDS = {"uniform": uniform_grid, "logsnr": logsnr_grid, "edm": edm_grid, "shifted": shifted_grid, "focus": focus_grid}
 
 
 def time_grid(sde: SDE, steps: int, eps: float, kind: str = "uniform", **kwargs) -> torch.Tensor:

@@ -21,9 +21,23 @@ import torch
 from .base import CountingScore, SampleResult, run_steps
 
 
-def sample_heun(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-                denoise=True, progress=False, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"),
-                s_noise=1.0) -> SampleResult:
+def sample_heun(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    s_churn=0.0,
+    s_tmin=0.0,
+    s_tmax=float("inf"),
+    s_noise=1.0,
+) -> SampleResult:
     """Karras et al. 2022, Alg. 1 (``s_churn = 0``, deterministic) or Alg. 2 (stochastic):
     NFE = 2 · steps (+1 with denoise).
 
@@ -61,6 +75,17 @@ def sample_heun(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, 
         x_scaled = x_scaled + (s_next - s) * (d + d_next) / 2  # line 8: trapezoidal correction
         return alpha_next * x_scaled
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc="edm-heun" if gamma_max == 0 else "edm-stochastic")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc="edm-heun" if gamma_max == 0 else "edm-stochastic",
+    )

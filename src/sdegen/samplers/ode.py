@@ -40,8 +40,22 @@ def _fixed_step(method, velocity):
     return {"euler": euler, "heun": heun, "rk4": rk4}[method]
 
 
-def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-               denoise=True, progress=False, method="dopri5", rtol=1e-5, atol=1e-5) -> SampleResult:
+def sample_ode(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    method="dopri5",
+    rtol=1e-5,
+    atol=1e-5,
+) -> SampleResult:
     """Probability-flow ODE from timesteps[0] to timesteps[-1].
 
     ``dopri5``: adaptive (rtol, atol); the grid only fixes where snapshots are taken, so NFE
@@ -57,9 +71,20 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
         return sde.ode_drift(x, t, score(x, t))
 
     if method != "dopri5":
-        return run_steps(_fixed_step(method, velocity), x, timesteps, sde=sde, score=score, step_hook=step_hook,
-                         generator=generator, snapshot_every=snapshot_every, resample=resample, denoise=denoise,
-                         progress=progress, desc=f"pf-ode[{method}]")
+        return run_steps(
+            _fixed_step(method, velocity),
+            x,
+            timesteps,
+            sde=sde,
+            score=score,
+            step_hook=step_hook,
+            generator=generator,
+            snapshot_every=snapshot_every,
+            resample=resample,
+            denoise=denoise,
+            progress=progress,
+            desc=f"pf-ode[{method}]",
+        )
 
     from torchdiffeq import odeint
 
@@ -72,8 +97,12 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
         from tqdm.auto import tqdm
 
         t_first, t_last = float(timesteps[0]), float(timesteps[-1])
-        bar = tqdm(total=round(t_first - t_last, 6), desc="pf-ode[dopri5]", leave=False,
-                   bar_format="{l_bar}{bar}| t {n:.4f}/{total:.4f} {postfix}")
+        bar = tqdm(
+            total=round(t_first - t_last, 6),
+            desc="pf-ode[dopri5]",
+            leave=False,
+            bar_format="{l_bar}{bar}| t {n:.4f}/{total:.4f} {postfix}",
+        )
 
     def solve(x, times):
         times = torch.as_tensor(times, dtype=wide, device=x.device)
@@ -90,14 +119,32 @@ def sample_ode(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, s
                 bar.refresh()
             return out
 
-        path = odeint(velocity_wide, x.to(wide), times, rtol=float(rtol), atol=float(atol), method="dopri5",
-                      options={"step_t": times[-1:]})
+        path = odeint(
+            velocity_wide,
+            x.to(wide),
+            times,
+            rtol=float(rtol),
+            atol=float(atol),
+            method="dopri5",
+            options={"step_t": times[-1:]},
+        )
         return path.to(x.dtype)
 
     if step_hook is not None or resample > 1:
-        return run_steps(lambda x, t, t_next: solve(x, torch.stack([t, t_next]))[-1], x, timesteps, sde=sde,
-                         score=score, step_hook=step_hook, generator=generator, snapshot_every=snapshot_every,
-                         resample=resample, denoise=denoise, progress=progress, desc="pf-ode[dopri5]")
+        return run_steps(
+            lambda x, t, t_next: solve(x, torch.stack([t, t_next]))[-1],
+            x,
+            timesteps,
+            sde=sde,
+            score=score,
+            step_hook=step_hook,
+            generator=generator,
+            snapshot_every=snapshot_every,
+            resample=resample,
+            denoise=denoise,
+            progress=progress,
+            desc="pf-ode[dopri5]",
+        )
 
     # one adaptive solve over the whole range; dense output at the grid gives the snapshots
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)

@@ -76,14 +76,31 @@ def annealed_langevin_corrector(score, sde, x, t, s, snr, generator):
     return x + step * score(x, t) + (2 * step) ** 0.5 * randn_like(x, generator)
 
 
-_PREDICT = {"euler_maruyama": euler_maruyama_predictor, "reverse_diffusion": reverse_diffusion_predictor,
-            "ancestral": ancestral_predictor}
+_PREDICT = {
+    "euler_maruyama": euler_maruyama_predictor,
+    "reverse_diffusion": reverse_diffusion_predictor,
+    "ancestral": ancestral_predictor,
+}
 _CORRECT = {"langevin": langevin_corrector, "annealed_langevin": annealed_langevin_corrector}
 
 
-def sample_pc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-              denoise=True, progress=False, predictor="reverse_diffusion", corrector="langevin",
-              corrector_steps=1, snr=0.16) -> SampleResult:
+def sample_pc(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    predictor="reverse_diffusion",
+    corrector="langevin",
+    corrector_steps=1,
+    snr=0.16,
+) -> SampleResult:
     """Predictor–corrector sampler (Song et al. 2021, Alg. 1): at each t, ``corrector_steps``
     corrector updates at t, then one predictor step t → t_next.
     NFE = steps · (corrector_steps + [predictor ≠ none]) (+1 with denoise)."""
@@ -100,6 +117,17 @@ def sample_pc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, sn
             x = correct(score, sde, x, t, t_next, float(snr), generator)
         return predict(score, sde, x, t, t_next, generator) if predict is not None else x
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc=f"pc[{predictor}+{corrector}]")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc=f"pc[{predictor}+{corrector}]",
+    )

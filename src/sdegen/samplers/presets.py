@@ -51,8 +51,10 @@ _ALG1 = {"end_noise": 0.005, "s_churn": 0.0, "s_tmin": 0.0, "s_tmax": INF, "s_no
 
 def _alg2(steps: int, end_noise: float, s_noise: float) -> tuple:
     """A row of EDM's Alg. 2 at ``steps``: γ = 0.2 per step (s_churn = 0.2 · steps) while 0.08 ≤ σ/α ≤ 2.5."""
-    return (steps, {"end_noise": end_noise, "s_churn": round(0.2 * steps, 1), "s_tmin": 0.08, "s_tmax": 2.5,
-                    "s_noise": s_noise})
+    return (
+        steps,
+        {"end_noise": end_noise, "s_churn": round(0.2 * steps, 1), "s_tmin": 0.08, "s_tmax": 2.5, "s_noise": s_noise},
+    )
 
 
 def heun_s_noise(steps: int) -> float:
@@ -101,4 +103,16 @@ def preset(target, steps: int) -> dict:
     return copy.deepcopy(next((values for bound, values in rows if steps <= bound), {}))
 
 
-__all__ = ["INF", "PRESETS", "DPM_SOLVER", "DPM_SOLVER_SINGLESTEP", "UNIPC", "HEUN", "heun_s_noise", "heun_end_noise", "table", "preset", "target_name"]
+__all__ = [
+    "INF",
+    "PRESETS",
+    "DPM_SOLVER",
+    "DPM_SOLVER_SINGLESTEP",
+    "UNIPC",
+    "HEUN",
+    "heun_s_noise",
+    "heun_end_noise",
+    "table",
+    "preset",
+    "target_name",
+]

@@ -45,15 +45,30 @@ def _intervals(restarts, main_ratios):
         # the grid point nearest s_min in log σ/α (never the start: there is nothing to restart yet)
         index = 1 + min(range(len(main_ratios) - 1), key=lambda j: abs(math.log(main_ratios[j + 1] / s_min)))
         if not s_max > main_ratios[index]:
-            raise UserError(f"restart interval {entry!r}: s_max must exceed σ/α = {main_ratios[index]:.4g} "
-                             f"of the grid point its s_min snaps to")
+            raise UserError(
+                f"restart interval {entry!r}: s_max must exceed σ/α = {main_ratios[index]:.4g} "
+                f"of the grid point its s_min snaps to"
+            )
         plan.setdefault(index, []).append((int(n), int(k), float(s_max)))
     return plan
 
 
-def sample_restart(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-                   denoise=True, progress=False, restarts=((3, 4, 0.1, 1.0),), rho=7.0,
-                   s_noise=1.0) -> SampleResult:
+def sample_restart(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=True,
+    progress=False,
+    restarts=((3, 4, 0.1, 1.0),),
+    rho=7.0,
+    s_noise=1.0,
+) -> SampleResult:
     """Xu et al. 2023, Alg. 1: Heun ODE steps on the main grid plus restart intervals
     ``restarts = [[n, K, s_min, s_max], ...]`` (σ/α).  NFE = 2 · steps + Σ 2 n K (+1 with denoise).
 
@@ -61,7 +76,10 @@ def sample_restart(score_fn, sde, x, timesteps, *, step_hook=None, generator=Non
     code's benchmarks use 1.003).  The step hook runs after every ODE step, inside restarts too."""
     score = CountingScore(score_fn)
     timesteps = torch.as_tensor(timesteps, dtype=torch.float64)
-    ratio = lambda t: float(torch.exp(-sde.log_snr(torch.as_tensor(t, dtype=torch.float64))))  # noqa: E731  s = σ/α
+
+    def ratio(t):  # s = σ/α
+        return float(torch.exp(-sde.log_snr(torch.as_tensor(t, dtype=torch.float64))))
+
     main_ratios = [ratio(t) for t in timesteps]
     plan = _intervals(restarts, main_ratios)
     index = {float(t): i for i, t in enumerate(timesteps)}
@@ -104,6 +122,17 @@ def sample_restart(score_fn, sde, x, timesteps, *, step_hook=None, generator=Non
                     x = step_hook(x, u_next)
         return x
 
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc="restart")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc="restart",
+    )

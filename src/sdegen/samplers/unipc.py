@@ -50,9 +50,24 @@ def unipc_weights(rks, hh, variant, order):
     return predictor, corrector, B_h
 
 
-def sample_unipc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None, snapshot_every=0, resample=1,
-                 denoise=False, progress=False, order=3, variant="bh2", algorithm="dpmsolver++",
-                 corrector=True, lower_order_final=True) -> SampleResult:
+def sample_unipc(
+    score_fn,
+    sde,
+    x,
+    timesteps,
+    *,
+    step_hook=None,
+    generator=None,
+    snapshot_every=0,
+    resample=1,
+    denoise=False,
+    progress=False,
+    order=3,
+    variant="bh2",
+    algorithm="dpmsolver++",
+    corrector=True,
+    lower_order_final=True,
+) -> SampleResult:
     """Multistep UniPC (Zhao et al. 2023, Alg. 3 = UniP-p + UniC) on the given grid (best: uniform in λ).
 
     One score evaluation per step: the output at the predicted x_t feeds both the corrector of
@@ -113,6 +128,17 @@ def sample_unipc(score_fn, sde, x, timesteps, *, step_hook=None, generator=None,
         return x_next
 
     # run_steps hands the hook's output to the next step; an identity hook keeps the cache valid
-    return run_steps(step, x, timesteps, sde=sde, score=score, step_hook=step_hook, generator=generator,
-                     snapshot_every=snapshot_every, resample=resample, denoise=denoise, progress=progress,
-                     desc=f"unipc-{variant}-{order}")
+    return run_steps(
+        step,
+        x,
+        timesteps,
+        sde=sde,
+        score=score,
+        step_hook=step_hook,
+        generator=generator,
+        snapshot_every=snapshot_every,
+        resample=resample,
+        denoise=denoise,
+        progress=progress,
+        desc=f"unipc-{variant}-{order}",
+    )

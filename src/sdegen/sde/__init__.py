@@ -13,15 +13,28 @@ def check_compatible(sde_target, schedule) -> str | None:
     if sde_target.schedule_kind == kind:
         return None
     if sde_target.schedule_kind == "sigma":
-        return (f"sde={sde_target.name} uses its geometric σ(t) = σ_min(σ_max/σ_min)^t (schedule=geometric); "
-                f"a β(t) schedule ({type(schedule).__name__}) has no meaning for it")
-    return (f"sde={sde_target.name} is built from a β(t) schedule (schedule=linear or cosine); "
-            f"{type(schedule).__name__} is the VE σ(t) schedule")
+        return (
+            f"sde={sde_target.name} uses its geometric σ(t) = σ_min(σ_max/σ_min)^t (schedule=geometric); "
+            f"a β(t) schedule ({type(schedule).__name__}) has no meaning for it"
+        )
+    return (
+        f"sde={sde_target.name} is built from a β(t) schedule (schedule=linear or cosine); "
+        f"{type(schedule).__name__} is the VE σ(t) schedule"
+    )
 
 
 __all__ = [
-    "SDE", "VPSDE", "SubVPSDE", "VESDE", "BetaSchedule", "LinearSchedule", "CosineSchedule",
-    "GeometricSigma", "expand_as", "check_compatible", "standard_sdes",
+    "SDE",
+    "VPSDE",
+    "SubVPSDE",
+    "VESDE",
+    "BetaSchedule",
+    "LinearSchedule",
+    "CosineSchedule",
+    "GeometricSigma",
+    "expand_as",
+    "check_compatible",
+    "standard_sdes",
 ]
 
 

@@ -37,9 +37,7 @@ class SDE:
 
     def __init__(self, schedule, T: float = 1.0, eps: float = 1e-5):
         if getattr(schedule, "kind", None) != self.schedule_kind:
-            raise ValueError(
-                f"{type(self).__name__} needs a {self.schedule_kind!r} schedule, got {schedule!r}"
-            )
+            raise ValueError(f"{type(self).__name__} needs a {self.schedule_kind!r} schedule, got {schedule!r}")
         if not 0 <= eps < T:
             raise ValueError(f"need 0 <= eps < T, got eps={eps}, T={T}")
         self.schedule = schedule

@@ -18,11 +18,14 @@ from ..errors import UserError
 from .inpaint import Problem
 
 # Columns: grey (1,1,1)/√3, then two orthonormal chroma directions (Song et al.'s matrix up to signs).
-COLOR_BASIS = torch.tensor([
-    [1 / math.sqrt(3), -2 / math.sqrt(6), 0.0],
-    [1 / math.sqrt(3), 1 / math.sqrt(6), 1 / math.sqrt(2)],
-    [1 / math.sqrt(3), 1 / math.sqrt(6), -1 / math.sqrt(2)],
-], dtype=torch.float64)
+COLOR_BASIS = torch.tensor(
+    [
+        [1 / math.sqrt(3), -2 / math.sqrt(6), 0.0],
+        [1 / math.sqrt(3), 1 / math.sqrt(6), 1 / math.sqrt(2)],
+        [1 / math.sqrt(3), 1 / math.sqrt(6), -1 / math.sqrt(2)],
+    ],
+    dtype=torch.float64,
+)
 
 
 def decouple(x):
@@ -50,12 +53,18 @@ def to_grey(x):
 def problem(task_cfg, data) -> Problem:
     """``task=colorize``: colour grey versions of test images (needs RGB data)."""
     if tuple(data.shape)[0] != 3:
-        raise UserError(f"task=colorize needs 3-channel (RGB) data, e.g. data=cifar10; this data has shape "
-                        f"{tuple(data.shape)}")
+        raise UserError(
+            f"task=colorize needs 3-channel (RGB) data, e.g. data=cifar10; this data has shape {tuple(data.shape)}"
+        )
 
     def prepare(x, generator):
         grey = to_grey(x)  # model space: an affine per-channel-equal scaling commutes with the mean
         return grey, grey_mask(1, *x.shape[2:]), grey
 
-    return Problem("colorize", prepare, to_basis=decouple, from_basis=couple,
-                   labels={"observed": "grey", "samples": "colourised", "originals": "original"})
+    return Problem(
+        "colorize",
+        prepare,
+        to_basis=decouple,
+        from_basis=couple,
+        labels={"observed": "grey", "samples": "colourised", "originals": "original"},
+    )

@@ -49,8 +49,21 @@ def replacement_hook(sde, x_known, mask, *, generator=None, to_basis=None, from_
     return hook
 
 
-def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generator=None, to_basis=None,
-           from_basis=None, snapshot_every=0, progress=False, data_std=None) -> SampleResult:
+def impute(
+    score_fn,
+    sde,
+    sampler_cfg,
+    x_known,
+    mask,
+    *,
+    resample=None,
+    generator=None,
+    to_basis=None,
+    from_basis=None,
+    snapshot_every=0,
+    progress=False,
+    data_std=None,
+) -> SampleResult:
     """Fill the unknown part (mask = 0) of ``x_known`` (model space) with the configured sampler
     (``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``).  A guided or
     class-conditional ``score_fn`` (one with ``start_batch``) gets this batch's labels first: ``guidance.label``,
@@ -62,9 +75,19 @@ def impute(score_fn, sde, sampler_cfg, x_known, mask, *, resample=None, generato
         score_fn.start_batch(x_known.shape[0], generator=generator, device=x_known.device)
     hook = replacement_hook(sde, x_known, mask, generator=generator, to_basis=to_basis, from_basis=from_basis)
     x_init = sde.prior_sample(x_known.shape, generator=generator, device=x_known.device)  # prior scale, not N(0, I)
-    result = run_sampler(sampler_cfg, score_fn, sde, x_known.shape, step_hook=hook, generator=generator,
-                         device=x_known.device, x_init=x_init, snapshot_every=snapshot_every, progress=progress,
-                         data_std=data_std)
+    result = run_sampler(
+        sampler_cfg,
+        score_fn,
+        sde,
+        x_known.shape,
+        step_hook=hook,
+        generator=generator,
+        device=x_known.device,
+        x_init=x_init,
+        snapshot_every=snapshot_every,
+        progress=progress,
+        data_std=data_std,
+    )
     # samplers that end at t = eps without the denoising step leave the known part noised at σ(eps):
     # paste the known data itself (RePaint does the same)
     to_basis = to_basis or (lambda v: v)
@@ -128,8 +151,20 @@ def save_rows_figure(path, row_arrays, row_names, n_cols=8):
 
 
 # --- exactness check on the Gaussian-mixture test bed ----------------------------------------------
-def exact_imputation_error(mixture, sde, score_fn, sampler_cfg, mask, *, n_obs=8, per_obs=200, resample=1,
-                           seed=0, to_basis=None, from_basis=None):
+def exact_imputation_error(
+    mixture,
+    sde,
+    score_fn,
+    sampler_cfg,
+    mask,
+    *,
+    n_obs=8,
+    per_obs=200,
+    resample=1,
+    seed=0,
+    to_basis=None,
+    from_basis=None,
+):
     """Distance of imputed samples to the exact conditional p(x_missing | x_observed) of a mixture.
 
     ``n_obs`` observations are drawn from the mixture; each is imputed ``per_obs`` times and compared
@@ -145,9 +180,18 @@ def exact_imputation_error(mixture, sde, score_fn, sampler_cfg, mask, *, n_obs=8
     from_basis = from_basis or (lambda v: v)
     observed, _ = mixture.sample(n_obs, generator=torch.Generator().manual_seed(seed + 1000))
     known_basis = observed.repeat_interleave(per_obs, 0)
-    result = impute(score_fn, sde, sampler_cfg, from_basis(known_basis), mask, resample=resample,
-                    generator=torch.Generator().manual_seed(seed), to_basis=to_basis, from_basis=from_basis,
-                    data_std=mixture.data_std)
+    result = impute(
+        score_fn,
+        sde,
+        sampler_cfg,
+        from_basis(known_basis),
+        mask,
+        resample=resample,
+        generator=torch.Generator().manual_seed(seed),
+        to_basis=to_basis,
+        from_basis=from_basis,
+        data_std=mixture.data_std,
+    )
     imputed = to_basis(result.x)
     exact = mixture.sample_conditional(known_basis, mask, generator=torch.Generator().manual_seed(seed + 1))
     exact2 = mixture.sample_conditional(known_basis, mask, generator=torch.Generator().manual_seed(seed + 2))
@@ -161,5 +205,10 @@ def exact_imputation_error(mixture, sde, score_fn, sampler_cfg, mask, *, n_obs=8
         occupancy = torch.bincount(comp, minlength=mixture.num_components).double() / per_obs
         tv.append(0.5 * float((occupancy - log_w[i].exp()).abs().sum()))
     known_error = float(((imputed - known_basis) * mask).abs().max())
-    return {"sw2": float(np.mean(sw2)), "floor": float(np.mean(floor)), "tv": float(np.mean(tv)),
-            "known_error": known_error, "nfe": result.nfe}
+    return {
+        "sw2": float(np.mean(sw2)),
+        "floor": float(np.mean(floor)),
+        "tv": float(np.mean(tv)),
+        "known_error": known_error,
+        "nfe": result.nfe,
+    }

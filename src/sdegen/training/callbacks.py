@@ -40,8 +40,15 @@ class SampleGrid(Callback):
     the EMA weights and the configured sampler and write ``samples/step_XXXXXXX.png`` (also logged to
     W&B as an image).  Only on rank 0; a fixed seed makes the grids comparable across steps."""
 
-    def __init__(self, out_dir, every_n_steps: int = 500, n: int = 64, sampler: dict | None = None, seed: int = 0,
-                 at_end: bool = True):
+    def __init__(
+        self,
+        out_dir,
+        every_n_steps: int = 500,
+        n: int = 64,
+        sampler: dict | None = None,
+        seed: int = 0,
+        at_end: bool = True,
+    ):
         self.out_dir, self.at_end = Path(out_dir), bool(at_end)
         self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
         self.sampler = dict(sampler or {})  # configs/sampler/<name>.yaml (sampler@sample_grid.sampler)
@@ -60,17 +67,28 @@ class SampleGrid(Callback):
         model.eval()
         try:
             generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-            x_init = pl_module.sde.prior_sample((self.n, *pl_module.data_info["shape"]), generator=generator,
-                                                device=pl_module.device)
-            score_fn = lambda x, t: model(x, t)  # noqa: E731
+            x_init = pl_module.sde.prior_sample(
+                (self.n, *pl_module.data_info["shape"]), generator=generator, device=pl_module.device
+            )
+            labels = None
             num_classes = int(getattr(model, "num_classes", 0) or 0)
             if getattr(model, "class_conditional", False) and num_classes:
                 # class-conditional network: one block of rows per class (n // K samples each)
-                y = torch.arange(self.n, device=pl_module.device) * num_classes // self.n
-                score_fn = lambda x, t: model(x, t, y[: x.shape[0]])  # noqa: E731
-            result = sample(self.sampler, score_fn, pl_module.sde, x_init.shape,
-                            generator=generator, device=pl_module.device, x_init=x_init,
-                            data_std=pl_module.data_info.get("data_std"))
+                labels = torch.arange(self.n, device=pl_module.device) * num_classes // self.n
+
+            def score_fn(x, t):
+                return model(x, t) if labels is None else model(x, t, labels[: x.shape[0]])
+
+            result = sample(
+                self.sampler,
+                score_fn,
+                pl_module.sde,
+                x_init.shape,
+                generator=generator,
+                device=pl_module.device,
+                x_init=x_init,
+                data_std=pl_module.data_info.get("data_std"),
+            )
         finally:
             model.train(was_training)
         x = result.x
@@ -102,9 +120,17 @@ class StepCheckpoint(ModelCheckpoint):
     previous ``last.ckpt`` intact."""
 
     def __init__(self, dirpath, every_n_steps: int, keep: int = -1):
-        super().__init__(dirpath=str(dirpath), filename="step_{step:07d}", auto_insert_metric_name=False,
-                         every_n_train_steps=int(every_n_steps), save_last=True, save_top_k=int(keep),
-                         monitor="step" if keep > 0 else None, mode="max", save_on_train_epoch_end=False)
+        super().__init__(
+            dirpath=str(dirpath),
+            filename="step_{step:07d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=int(every_n_steps),
+            save_last=True,
+            save_top_k=int(keep),
+            monitor="step" if keep > 0 else None,
+            mode="max",
+            save_on_train_epoch_end=False,
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -179,15 +205,16 @@ class FusedEMAWeightAveraging(EMAWeightAveraging):
         """Lightning's ``WeightAveraging.setup`` (ScoreModule has no ``configure_model``), building a
         ``HostCountedAveragedModel``."""
         if stage == "fit":
-            self._average_model = HostCountedAveragedModel(model=pl_module, device=self._device or pl_module.device,
-                                                           use_buffers=self._use_buffers, **self._kwargs)
+            self._average_model = HostCountedAveragedModel(
+                model=pl_module, device=self._device or pl_module.device, use_buffers=self._use_buffers, **self._kwargs
+            )
 
 
 def sigma_rel_to_gamma(sigma_rel: float) -> float:
     """The exponent γ of the power-function EMA whose averaging profile has relative width
     σ_rel = √((γ+1)/((γ+2)²(γ+3))) (Karras et al. 2024, EDM2, Eq. 3); e.g. 0.05 → 16.97, 0.10 → 6.94."""
-    if not 0 < sigma_rel < 12 ** -0.5:
-        raise ValueError(f"ema.sigma_rel must lie in (0, {12 ** -0.5:.3f}), got {sigma_rel}")
+    if not 0 < sigma_rel < 12**-0.5:
+        raise ValueError(f"ema.sigma_rel must lie in (0, {12**-0.5:.3f}), got {sigma_rel}")
     width = lambda g: ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5  # noqa: E731 - decreasing in γ ≥ 0
     lo, hi = 0.0, 1e6
     for _ in range(200):
@@ -243,19 +270,35 @@ def build_callbacks(cfg, run_dir: Path) -> list:
     callbacks: list = []
     ema = cfg.get("ema") or {}
     if ema.get("decay") or ema.get("sigma_rel"):
-        callbacks.append(ema_weight_averaging(float(ema.get("decay") or 0), ema.get("start_step"),
-                                              int(ema.get("every_n_steps", 1)), ema.get("sigma_rel")))
+        callbacks.append(
+            ema_weight_averaging(
+                float(ema.get("decay") or 0),
+                ema.get("start_step"),
+                int(ema.get("every_n_steps", 1)),
+                ema.get("sigma_rel"),
+            )
+        )
     sample_cfg = cfg.get("sample_grid") or {}
     if int(sample_cfg.get("every_n_steps", 0) or 0) > 0 or sample_cfg.get("at_end", True):
         from omegaconf import OmegaConf
 
         sampler = OmegaConf.to_container(sample_cfg.sampler, resolve=True)
-        callbacks.append(SampleGrid(run_dir / "samples", every_n_steps=int(sample_cfg.get("every_n_steps", 0) or 0),
-                                    n=int(sample_cfg.n_samples), sampler=sampler, seed=int(sample_cfg.get("seed", 0)),
-                                    at_end=bool(sample_cfg.get("at_end", True))))
+        callbacks.append(
+            SampleGrid(
+                run_dir / "samples",
+                every_n_steps=int(sample_cfg.get("every_n_steps", 0) or 0),
+                n=int(sample_cfg.n_samples),
+                sampler=sampler,
+                seed=int(sample_cfg.get("seed", 0)),
+                at_end=bool(sample_cfg.get("at_end", True)),
+            )
+        )
     ck = cfg.get("checkpoint") or {}
-    callbacks.append(StepCheckpoint(run_dir / "checkpoints", every_n_steps=int(ck.get("every_n_steps", 500)),
-                                    keep=int(ck.get("keep", -1))))
+    callbacks.append(
+        StepCheckpoint(
+            run_dir / "checkpoints", every_n_steps=int(ck.get("every_n_steps", 500)), keep=int(ck.get("keep", -1))
+        )
+    )
     return callbacks
 
 

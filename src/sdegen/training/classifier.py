@@ -24,8 +24,6 @@ from .module import LossWatch, data_info, plain_config
 from .speed import SpeedOptions
 
 
-
-
 def build_classifier(model_cfg, sde, data_shape, num_classes) -> TimeDependentWideResNet:
     """The WRN from ``task.model`` (``time_input: auto`` = log σ for VE, t otherwise)."""
     kwargs = plain_config(model_cfg or {})
@@ -114,12 +112,12 @@ def accuracy_curve(model, sde, images, labels, times, *, batch_size=500, seed=0,
         generator = torch.Generator().manual_seed(seed + i)
         correct = 0
         for start in range(0, images.shape[0], batch_size):
-            x0 = images[start:start + batch_size]
+            x0 = images[start : start + batch_size]
             noise = torch.randn(x0.shape, generator=generator)
             tt = torch.full((x0.shape[0],), float(t))
             x_t = sde.perturb(x0, tt, noise).float().to(device)
             logits = model(x_t, tt.to(device))
-            correct += int((logits.argmax(1).cpu() == labels[start:start + batch_size]).sum())
+            correct += int((logits.argmax(1).cpu() == labels[start : start + batch_size]).sum())
         accuracies.append(correct / images.shape[0])
     return accuracies
 

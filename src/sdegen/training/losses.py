@@ -134,8 +134,15 @@ class EDMLoss(DSMLoss):
     name = "edm"
     follows_sde = False
 
-    def __init__(self, sde: SDE, reduction: str = "mean", eps: float | None = None, data_std: float = 0.5,
-                 p_mean: float = -1.2, p_std: float = 1.2):
+    def __init__(
+        self,
+        sde: SDE,
+        reduction: str = "mean",
+        eps: float | None = None,
+        data_std: float = 0.5,
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+    ):
         super().__init__(sde, reduction, eps)
         if not (math.isfinite(float(data_std)) and float(data_std) > 0):
             raise UserError(f"loss.data_std must be a number > 0, got {data_std!r}")
@@ -157,8 +164,12 @@ class EDMLoss(DSMLoss):
 #: the ``loss`` group's choices
 LOSSES = {cls.name: cls for cls in (EDMLoss, DSMLoss, LikelihoodLoss, LikelihoodISLoss)}
 #: the keys each loss's YAML has besides ``name``
-LOSS_KEYS = {"edm": ("reduction", "data_std", "p_mean", "p_std"), "sigma2": ("reduction",),
-             "likelihood": ("reduction",), "likelihood_is": ("reduction",)}
+LOSS_KEYS = {
+    "edm": ("reduction", "data_std", "p_mean", "p_std"),
+    "sigma2": ("reduction",),
+    "likelihood": ("reduction",),
+    "likelihood_is": ("reduction",),
+}
 
 
 def loss_config(node) -> dict:

@@ -37,8 +37,12 @@ def plain_config(cfg) -> dict:
 def data_info(data, with_std: bool = False) -> dict:
     """What a checkpoint records of its data: shape, classes, kind, scaling and, ``with_std``, the data's
     root-mean-square per-dimension std in model space (the samplers' focus grid follows it)."""
-    info = {"shape": [int(s) for s in data.shape], "num_classes": int(getattr(data, "num_classes", 0) or 0),
-            "is_image": bool(getattr(data, "is_image", False)), "scaling": getattr(data, "scaling", None)}
+    info = {
+        "shape": [int(s) for s in data.shape],
+        "num_classes": int(getattr(data, "num_classes", 0) or 0),
+        "is_image": bool(getattr(data, "is_image", False)),
+        "scaling": getattr(data, "scaling", None),
+    }
     if with_std and hasattr(data, "data_std"):
         info["data_std"] = float(data.data_std())
     return info
@@ -46,9 +50,16 @@ def data_info(data, with_std: bool = False) -> dict:
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -59,11 +70,11 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-
 
 
 def lr_multiplier(step, *, warmup=0, decay="none", decay_start=0.5, total=0):
@@ -99,16 +110,20 @@ class LossWatch:
     holds weights trained on it) and at the end.  The error names the exact step."""
 
     def nonfinite_message(self, value, step, epoch, batch_idx) -> str:
-        return (f"sdegen: training stopped: the loss is {value} at step {step} (epoch {epoch}, batch {batch_idx}); "
-                f"check optim.lr, the loss and model settings and the data")
+        return (
+            f"sdegen: training stopped: the loss is {value} at step {step} (epoch {epoch}, batch {batch_idx}); "
+            f"check optim.lr, the loss and model settings and the data"
+        )
 
     def watch_loss(self, loss, batch_idx):
         window = getattr(self, "_loss_window", None)
         if window is None:  # device scalars, made once per window
             window = self._loss_window = {
-                "steps": [], "calls": torch.zeros((), dtype=torch.long, device=loss.device),
+                "steps": [],
+                "calls": torch.zeros((), dtype=torch.long, device=loss.device),
                 "first_bad": torch.full((), -1, dtype=torch.long, device=loss.device),
-                "value": torch.zeros((), dtype=loss.dtype, device=loss.device)}
+                "value": torch.zeros((), dtype=loss.dtype, device=loss.device),
+            }
         window["steps"].append((self.global_step, self.current_epoch, batch_idx))
         bad = ~torch.isfinite(loss.detach()) & (window["first_bad"] < 0)
         window["first_bad"] = torch.where(bad, window["calls"], window["first_bad"])
@@ -178,22 +193,32 @@ class ScoreModule(LossWatch, SpeedOptions, L.LightningModule):
     def configure_optimizers(self):
         optim = dict(self.cfg.get("optim") or {})
         lr, warmup = float(optim.get("lr", 2e-4)), int(optim.get("warmup", 0))
-        opt = torch.optim.Adam(self.parameters(), lr=lr, betas=tuple(optim.get("betas", (0.9, 0.999))),
-                               eps=float(optim.get("eps", 1e-8)), weight_decay=float(optim.get("weight_decay", 0.0)))
+        opt = torch.optim.Adam(
+            self.parameters(),
+            lr=lr,
+            betas=tuple(optim.get("betas", (0.9, 0.999))),
+            eps=float(optim.get("eps", 1e-8)),
+            weight_decay=float(optim.get("weight_decay", 0.0)),
+        )
         decay = str(optim.get("decay") or "none")
         total = int(self.trainer.max_steps) if self.trainer is not None and self.trainer.max_steps > 0 else 0
         if warmup <= 0 and (decay == "none" or total <= 0):
             return opt
-        schedule = functools.partial(lr_multiplier, warmup=warmup, decay=decay,
-                                     decay_start=float(optim.get("decay_start", 0.5)), total=total)
+        schedule = functools.partial(
+            lr_multiplier, warmup=warmup, decay=decay, decay_start=float(optim.get("decay_start", 0.5)), total=total
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- checkpoints: plain-data config and RNG state ----------------------------------------
     def on_save_checkpoint(self, checkpoint):
         self.check_loss()  # never write weights trained on a NaN/inf loss
-        checkpoint["sdegen"] = {"cfg": plain_config(self.cfg), "data": dict(self.data_info), "rng": rng_state(),
-                                "kind": "score"}
+        checkpoint["sdegen"] = {
+            "cfg": plain_config(self.cfg),
+            "data": dict(self.data_info),
+            "rng": rng_state(),
+            "kind": "score",
+        }
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("sdegen", {}).get("rng")

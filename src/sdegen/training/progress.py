@@ -17,8 +17,11 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 def _fmt(seconds: float) -> str:
     seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60:02d}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+    )
 
 
 class RunProgressBar(TQDMProgressBar):
@@ -30,9 +33,17 @@ class RunProgressBar(TQDMProgressBar):
         import sys
 
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.train_progress_bar = Tqdm(desc="train", total=total, initial=trainer.global_step,
-                                       disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stdout,
-                                       smoothing=0, bar_format=self.BAR_FORMAT)
+        self.train_progress_bar = Tqdm(
+            desc="train",
+            total=total,
+            initial=trainer.global_step,
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=self.BAR_FORMAT,
+        )
         self._start, self._start_step = time.monotonic(), trainer.global_step
 
     def on_train_epoch_start(self, trainer, *_):
@@ -97,6 +108,7 @@ class StopOnSignal(Callback):
                 raise KeyboardInterrupt
             self.signal_received = signal.Signals(signum).name
             trainer.should_stop = True
+
         return handle
 
     def on_train_start(self, trainer, pl_module):

@@ -28,8 +28,16 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 #: trainer.precision values of lightning.Trainer (plus its aliases 64, 32, 16, "bf16")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
-              "transformer-engine-float16")
+PRECISIONS = (
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 PRECISION_ALIASES = ("64", "32", "16", "bf16")
 
 
@@ -67,8 +75,9 @@ def compile_network(model: torch.nn.Module, mode: str | None = "default", device
     without a C++ compiler (inductor builds its CPU kernels with one)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cpu" and not has_cpp_compiler():
-        raise UserError("compile=true on the CPU needs a C++ compiler (g++ or clang++, or $CXX); install one "
-                        "or set compile=false")
+        raise UserError(
+            "compile=true on the CPU needs a C++ compiler (g++ or clang++, or $CXX); install one or set compile=false"
+        )
     if getattr(model, "_compiled_call_impl", None) is None:
         model.compile(mode=str(mode or "default"))
     return model
