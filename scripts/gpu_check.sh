@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the training speed options (issue 11 item 5; docs/notes/gpuopts.md), at most 9.7 min on one H200
+# GPU check of the training speed options (docs/benchmarks.md, "Training speed"), about 10 min on one GPU
 # (each step has its own timeout):
 #   1. scripts/bench_train.py on NCSN++ (CIFAR-10 shapes, synthetic batches): images/s Lightning vs a plain
 #      PyTorch loop and peak CUDA memory for fp32, bf16-mixed, bf16+channels-last, bf16+channels-last+compile
@@ -27,7 +27,7 @@ if ! $PY -c "import hydra, omegaconf" 2>/dev/null; then
   if [ -d "$ROOT/.devsite" ]; then
     export PYTHONPATH="$PYTHONPATH:$ROOT/.devsite"
   else
-    echo "gpu_check: hydra-core/omegaconf missing and no .devsite/ (see docs/notes/gpuopts.md)" >&2
+    echo "gpu_check: hydra-core/omegaconf missing and no .devsite/ (pip install -e . first)" >&2
     exit 1
   fi
 fi

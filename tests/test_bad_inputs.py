@@ -1,5 +1,5 @@
 """Every user error is ONE line `sdegen: error: ...` on stderr, exit status 2, no traceback and no output
-files (the cases of issue 9's "Why"); most run in-process through `cli.main`, a few as real subprocesses."""
+files ; most run in-process through `cli.main`, a few as real subprocesses."""
 
 import os
 import re

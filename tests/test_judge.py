@@ -77,7 +77,7 @@ def test_idx_reader_and_judge_figures(tmp_path):
     assert sum(fig["class_counts"]) == 40
 
 
-# --- `sdegen eval eval.judge=...` (issue 11 item 2) ------------------------------------------------------
+# --- `sdegen eval eval.judge=...` ------------------------------------------------------
 def write_idx(path, array: np.ndarray) -> None:
     """An MNIST-format IDX file (uint8: magic 0 0 8 ndim, big-endian dims, then the bytes)."""
     path.write_bytes(

@@ -55,7 +55,7 @@ def resumed_config(cfg, stored: dict, source):
     if not HydraConfig.initialized():
         return cfg  # called from Python: the caller composed the config it wants
     refuse_conflicts(cfg, stored, source)
-    # today's defaults under the stored run (keys added since the run was saved get their defaults)
+    # the current defaults under the stored run (keys the stored run lacks get their defaults)
     stored = OmegaConf.create({k: v for k, v in stored.items() if k not in ("data_info", "resumed_from")})
     merged = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(cfg, resolve=False)), stored)
     for key in ("sde", "schedule", "model", "data", "task", "loss", "logger", "sample_grid.sampler"):  # whole choices

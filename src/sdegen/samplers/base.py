@@ -76,7 +76,7 @@ def final_denoise(score, sde: SDE, x, t, mode=True):
     unbiased only for σ ≪ s.  ``"half"``: x̃ → (x̃ + D(x))/2 with x̃ = x/α, the data-prediction DDIM step to
     σ/2 (Song et al. 2021a; Lu et al. 2022b, Eq. 9 at order 1), then stop: the variance factor is then
     (1 + ε)(1 + 1/(1 + ε))²/4 = 1 + ε²/(4(1 + ε)), right to first order in ε for every s at once, so the end
-    point no longer biases the spread (docs/samplers.md "The 10-NFE recipe with a half-step end")."""
+    point no longer biases the spread (docs/samplers.md "The half-step end")."""
     denoised = tweedie_denoise(score, sde, x, t)
     if mode == "half":
         alpha = float(sde.alpha(torch.as_tensor(t, dtype=torch.float64)))

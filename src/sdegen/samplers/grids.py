@@ -90,7 +90,7 @@ def focus_grid(
     leaves samples between modes (over-dispersion, docs/samplers.md "The focus grid").  The centre
     follows the data's scale: c = ``center_std`` × ``data_std`` (the root-mean-square per-dimension std
     of the data, which the sampler driver passes from the checkpoint or the data; docs/samplers.md
-    "The focus centre follows the data's scale"), or ``center`` when that is given (an absolute σ/α).
+    "The focus grid"), or ``center`` when that is given (an absolute σ/α).
     With boost 1.5 and width 0.5 the 20-NFE default moves about three steps from the low-noise end to
     that band.  ``boost = 0`` is ``logsnr_grid``."""
     if center is None:
