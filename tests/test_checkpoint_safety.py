@@ -32,17 +32,25 @@ LOCATIONS = ("sde.schedule", "model", "sde", "data", "sample_grid.sampler")
 
 def config(*overrides):
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=["debug=fast", "logger=csv", "trainer.enable_progress_bar=false",
-                                           "trainer.accelerator=cpu", "sample_grid.every_n_steps=0",
-                                           "sample_grid.at_end=false", *overrides])
+        return compose(
+            "train",
+            overrides=[
+                "debug=fast",
+                "logger=csv",
+                "trainer.enable_progress_bar=false",
+                "trainer.accelerator=cpu",
+                "sample_grid.every_n_steps=0",
+                "sample_grid.at_end=false",
+                *overrides,
+            ],
+        )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A tiny run of the default recipe (class-conditional ScoreNet on MNIST digits): 6 steps."""
-    folder = tmp_path_factory.mktemp("run")
-    train_main(config("data.limit=16", "data.batch_size=4"), run_dir=folder)
-    return folder
+@pytest.fixture
+def run(tiny_run):
+    """The session's tiny run of the default recipe (class-conditional ScoreNet on MNIST digits): 6 steps,
+    read-only files (tests/conftest.py)."""
+    return tiny_run
 
 
 def payloads(tmp):
@@ -56,8 +64,11 @@ def payloads(tmp):
         ("shutil.rmtree", {"_target_": "shutil.rmtree", "path": str(keep)}, lambda: (keep / "file").is_file()),
         ("os.system", {"_target_": "os.system", "command": f"touch {victim}"}, no_victim),
         ("subprocess.run", {"_target_": "subprocess.run", "args": ["touch", str(victim)]}, no_victim),
-        ("importlib.import_module", {"_target_": "importlib.import_module", "name": "this"},
-         lambda: "this" not in sys.modules),
+        (
+            "importlib.import_module",
+            {"_target_": "importlib.import_module", "name": "this"},
+            lambda: "this" not in sys.modules,
+        ),
     ]
 
 
@@ -151,14 +162,24 @@ def test_resume_and_classifier_ckpt_with_a_crafted_config_fail_in_one_line(run, 
     monkeypatch.chdir(tmp_path)
     (name, node, harmless), *_ = payloads(tmp_path)
     craft(run, tmp_path / "bad" / "checkpoints" / "last.ckpt", "sde.schedule", node)
-    code, lines = run_cli(["train", f"resume={tmp_path / 'bad'}", "trainer.max_steps=9",
-                           f"hydra.run.dir={tmp_path / 'out'}"], capsys)
+    code, lines = run_cli(
+        ["train", f"resume={tmp_path / 'bad'}", "trainer.max_steps=9", f"hydra.run.dir={tmp_path / 'out'}"], capsys
+    )
     one_line(code, lines, f"sde.schedule._target_='{name}'")
     assert harmless() and not (tmp_path / "out").exists()
 
     classifier = craft(run, tmp_path / "cls.ckpt", "model", node, kind="classifier")
-    code, lines = run_cli(["sample", f"ckpt={run}", "guidance=classifier", f"guidance.classifier_ckpt={classifier}",
-                           "n_samples=2", f"hydra.run.dir={tmp_path / 'out'}"], capsys)
+    code, lines = run_cli(
+        [
+            "sample",
+            f"ckpt={run}",
+            "guidance=classifier",
+            f"guidance.classifier_ckpt={classifier}",
+            "n_samples=2",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        capsys,
+    )
     one_line(code, lines, f"model._target_='{name}'")
     assert harmless() and not (tmp_path / "out").exists()
 
@@ -166,13 +187,23 @@ def test_resume_and_classifier_ckpt_with_a_crafted_config_fail_in_one_line(run, 
 @pytest.mark.parametrize("command", ["sample", pytest.param("train", marks=pytest.mark.slow)])
 def test_crafted_checkpoint_through_the_command_line(run, tmp_path, command):
     victim = tmp_path / "victim.txt"
-    bad = craft(run, tmp_path / "bad" / "checkpoints" / "last.ckpt", "model",
-                {"_target_": "subprocess.run", "args": ["touch", str(victim)]})
+    bad = craft(
+        run,
+        tmp_path / "bad" / "checkpoints" / "last.ckpt",
+        "model",
+        {"_target_": "subprocess.run", "args": ["touch", str(victim)]},
+    )
     arg = f"ckpt={bad}" if command == "sample" else f"resume={bad.parents[1]}"
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
     env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.run([*SDEGEN, command, arg, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*SDEGEN, command, arg, f"hydra.run.dir={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "model._target_='subprocess.run' is not an object sdegen builds" in lines[0]
@@ -191,8 +222,9 @@ def test_an_unreadable_named_file_is_an_error_not_a_sibling(run, tmp_path, capsy
     with pytest.raises(UserError, match=r"no last\.ckpt or step_\*\.ckpt in .*mine; name the file itself"):
         find_checkpoint(folder)
     monkeypatch.chdir(tmp_path)
-    code, lines = run_cli(["sample", f"ckpt={folder / 'mine.ckpt'}", "n_samples=2",
-                           f"hydra.run.dir={tmp_path / 'out'}"], capsys)
+    code, lines = run_cli(
+        ["sample", f"ckpt={folder / 'mine.ckpt'}", "n_samples=2", f"hydra.run.dir={tmp_path / 'out'}"], capsys
+    )
     one_line(code, lines, "mine.ckpt is not a readable checkpoint")
 
 
@@ -209,13 +241,17 @@ def test_lock_is_exclusive_stale_locks_are_taken_over_and_released(tmp_path):
     with RunLock(tmp_path, "train"):  # the sleeper is gone: its lock is stale and taken over
         assert (tmp_path / LOCK).read_text().split()[0] == str(os.getpid())
         # a DDP rank (a child of the holder, or LOCAL_RANK != 0) passes
-        code = ("import sys; from sdegen.runtime.rundir import RunLock; RunLock(sys.argv[1], 'train').acquire()")
+        code = "import sys; from sdegen.runtime.rundir import RunLock; RunLock(sys.argv[1], 'train').acquire()"
         child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
         assert child.returncode == 0, child.stderr
         other = subprocess.run(["sh", "-c", f'{sys.executable} -c "{code}" {tmp_path}'], capture_output=True, text=True)
         assert other.returncode != 0 and "is in use by `sdegen train`" in other.stderr
-        ranked = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                                env=dict(os.environ, LOCAL_RANK="1"))
+        ranked = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, LOCAL_RANK="1"),
+        )
         assert ranked.returncode == 0, ranked.stderr
     assert not (tmp_path / LOCK).exists()
 
@@ -256,10 +292,16 @@ def test_resume_without_steps_left_fails_in_one_line_and_leaves_no_folder(run, t
     monkeypatch.chdir(tmp_path)
     for max_steps in (6, 3):
         out = tmp_path / f"resumed{max_steps}"
-        code, lines = run_cli(["train", f"resume={run}", f"trainer.max_steps={max_steps}", f"hydra.run.dir={out}"],
-                              capsys)
-        one_line(code, lines, f"trainer.max_steps={max_steps} leaves nothing to train", "step 6",
-                 "give trainer.max_steps > 6")
+        code, lines = run_cli(
+            ["train", f"resume={run}", f"trainer.max_steps={max_steps}", f"hydra.run.dir={out}"], capsys
+        )
+        one_line(
+            code,
+            lines,
+            f"trainer.max_steps={max_steps} leaves nothing to train",
+            "step 6",
+            "give trainer.max_steps > 6",
+        )
         assert not out.exists()
 
 
@@ -294,13 +336,26 @@ def test_colorize_with_a_class_conditional_checkpoint(tmp_path, monkeypatch):
 
     images = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "rgb.npz", images=images, labels=np.arange(24) % 3)
-    train_main(config("data=npz", f"data.train_file={tmp_path / 'rgb.npz'}", "data.batch_size=4"),
-               run_dir=tmp_path / "rgb")
-    assert torch.load(tmp_path / "rgb" / "checkpoints" / "last.ckpt", weights_only=True)["sdegen"]["data"][
-        "num_classes"] == 3
+    train_main(
+        config("data=npz", f"data.train_file={tmp_path / 'rgb.npz'}", "data.batch_size=4"), run_dir=tmp_path / "rgb"
+    )
+    assert (
+        torch.load(tmp_path / "rgb" / "checkpoints" / "last.ckpt", weights_only=True)["sdegen"]["data"]["num_classes"]
+        == 3
+    )
     monkeypatch.chdir(tmp_path)
-    cli.main(["sdegen", "sample", f"ckpt={tmp_path / 'rgb'}", "task=colorize", "n_samples=2", "sampler.steps=3",
-              "progress=false", f"hydra.run.dir={tmp_path / 'out'}"])
+    cli.main(
+        [
+            "sdegen",
+            "sample",
+            f"ckpt={tmp_path / 'rgb'}",
+            "task=colorize",
+            "n_samples=2",
+            "sampler.steps=3",
+            "progress=false",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ]
+    )
     f = np.load(tmp_path / "out" / "samples.npz")
     grey = lambda x: decouple(torch.as_tensor(x))[:, 0]  # noqa: E731 - the observed coordinate
     inside = torch.as_tensor(((f["samples"] > 0) & (f["samples"] < 1)).all(1))  # images are clipped to [0, 1]
@@ -330,8 +385,14 @@ def test_inpaint_draws_labels_per_batch_for_a_guided_score():
     x = torch.zeros(6, 1, 2, 2)
     mask = torch.zeros(6, 1, 2, 2)
     mask[:, :, 0] = 1
-    impute(Conditional(), VPSDE(LinearSchedule()), {"_target_": "sdegen.samplers.em.sample_em", "steps": 3}, x, mask,
-           generator=torch.Generator().manual_seed(0))
+    impute(
+        Conditional(),
+        VPSDE(LinearSchedule()),
+        {"_target_": "sdegen.samplers.em.sample_em", "steps": 3},
+        x,
+        mask,
+        generator=torch.Generator().manual_seed(0),
+    )
     expected = torch.randint(10, (6,), generator=torch.Generator().manual_seed(0))  # the first draw of the seed
     assert seen and all(torch.equal(y, expected) for y in seen)
 
@@ -346,19 +407,28 @@ def test_offline_data_fails_in_one_line_with_the_local_copy_hint(tmp_path, capsy
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "empty"
     root.mkdir()
-    code, lines = run_cli(["train", "debug=fast", f"data={name}", f"data.root={root}",
-                           f"hydra.run.dir={tmp_path / 'out'}"], capsys)
-    one_line(code, lines, f"data={name}: no local copy under data.root={root} and the download failed",
-             "data.root=PATH data.download=false", "../shared/data")
+    code, lines = run_cli(
+        ["train", "debug=fast", f"data={name}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'out'}"], capsys
+    )
+    one_line(
+        code,
+        lines,
+        f"data={name}: no local copy under data.root={root} and the download failed",
+        "data.root=PATH data.download=false",
+        "../shared/data",
+    )
     assert not (tmp_path / "out").exists()
 
 
 # --- labels of an npz training file -----------------------------------------------------------------------
-@pytest.mark.parametrize("labels, classes, pattern", [
-    ([0, 1, -1, 2], None, r"labels from -1 to 2; labels must be class indices >= 0"),
-    ([0, 1, 3, 2], 3, r"labels from 0 to 3; labels must be class indices 0\.\.2 \(data\.num_classes=3\)"),
-    ([0.5, 1, 1, 2], None, r"labels of dtype float64; labels must be integers >= 0"),
-])
+@pytest.mark.parametrize(
+    "labels, classes, pattern",
+    [
+        ([0, 1, -1, 2], None, r"labels from -1 to 2; labels must be class indices >= 0"),
+        ([0, 1, 3, 2], 3, r"labels from 0 to 3; labels must be class indices 0\.\.2 \(data\.num_classes=3\)"),
+        ([0.5, 1, 1, 2], None, r"labels of dtype float64; labels must be integers >= 0"),
+    ],
+)
 def test_npz_labels_must_be_class_indices(tmp_path, labels, classes, pattern):
     from sdegen.data.images import NpzDataModule
 

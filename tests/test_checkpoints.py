@@ -18,8 +18,11 @@ SDEGEN = [sys.executable, "-m", "sdegen"]
 
 
 def fake(step):
-    return {"state_dict": {"w": torch.full((3,), float(step))}, "global_step": step,
-            "sdegen": {"cfg": {}, "data": {}, "kind": "score"}}
+    return {
+        "state_dict": {"w": torch.full((3,), float(step))},
+        "global_step": step,
+        "sdegen": {"cfg": {}, "data": {}, "kind": "score"},
+    }
 
 
 class Unpicklable:
@@ -44,8 +47,12 @@ def test_find_checkpoint_falls_back_to_the_newest_loadable_one(tmp_path, capsys)
     atomic_save(fake(9), folder / "last.ckpt")
     (folder / "last.ckpt").write_bytes((folder / "last.ckpt").read_bytes()[:100])  # truncated (SIGKILL on tmpfs)
     (folder / "step_0000009.ckpt").write_bytes(b"")  # and an empty step checkpoint (full disk)
-    assert [p.name for p in candidates(tmp_path / "run")] == ["last.ckpt", "step_0000009.ckpt", "step_0000006.ckpt",
-                                                               "step_0000003.ckpt"]
+    assert [p.name for p in candidates(tmp_path / "run")] == [
+        "last.ckpt",
+        "step_0000009.ckpt",
+        "step_0000006.ckpt",
+        "step_0000003.ckpt",
+    ]
     path, checkpoint = find_checkpoint(tmp_path / "run")
     assert path.name == "step_0000006.ckpt" and checkpoint["global_step"] == 6
     err = capsys.readouterr().err.strip().splitlines()
@@ -71,23 +78,30 @@ def run_train(args, cwd, timeout=300):
 
 
 @pytest.mark.slow
-def test_truncated_last_ckpt_resume_falls_back_and_uses_the_stored_config(tmp_path):
-    run = tmp_path / "run"
-    proc = run_train(["debug=fast", "logger=csv", "data.limit=32", "trainer.enable_progress_bar=false",
-                      f"hydra.run.dir={run}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_truncated_last_ckpt_resume_falls_back_and_uses_the_stored_config(tiny_run_copy, tmp_path):
+    run = tiny_run_copy  # tests/conftest.py: debug=fast, 6 steps, checkpoints at steps 3 and 6
+    stored = torch.load(run / "checkpoints" / "step_0000006.ckpt", weights_only=True)["sdegen"]["cfg"]
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
     resumed = tmp_path / "resumed"
-    # resume=RUN alone: the stored config (debug=fast's tiny model, data.limit=32) -- only the step limit changes
-    proc = run_train([f"resume={run}", "trainer.max_steps=8", "logger=csv", "trainer.enable_progress_bar=false",
-                      f"hydra.run.dir={resumed}"], cwd=tmp_path)
+    # resume=RUN alone: the stored config (debug=fast's tiny model and data limit) -- only the step limit changes
+    proc = run_train(
+        [
+            f"resume={run}",
+            "trainer.max_steps=8",
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={resumed}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "last.ckpt is unreadable; using step_0000006.ckpt (step 6)" in warnings[0]
     after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
-    assert after["global_step"] == 8 and after["sdegen"]["cfg"]["model"]["channels"] == [8, 16]
-    assert after["sdegen"]["cfg"]["data"]["limit"] == 32
+    assert after["global_step"] == 8 and after["sdegen"]["cfg"]["model"]["channels"] == stored["model"]["channels"]
+    assert stored["model"]["channels"] == [8, 16]  # debug=fast's model, not the default recipe's
+    assert after["sdegen"]["cfg"]["data"]["limit"] == stored["data"]["limit"] == 64
 
 
 @pytest.mark.slow
@@ -95,9 +109,20 @@ def test_truncated_last_ckpt_resume_falls_back_and_uses_the_stored_config(tmp_pa
 def test_signal_saves_a_final_checkpoint_and_says_how_to_resume(tmp_path, sig):
     run = tmp_path / "run"
     env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    args = [*SDEGEN, "train", "debug=fast", "logger=csv", "data.limit=32", "trainer.enable_progress_bar=false",
-            "trainer.max_steps=100000", "checkpoint.every_n_steps=1000", "sample_grid.every_n_steps=0",
-            "sample_grid.at_end=false", "val_every=1000", f"hydra.run.dir={run}"]
+    args = [
+        *SDEGEN,
+        "train",
+        "debug=fast",
+        "logger=csv",
+        "data.limit=32",
+        "trainer.enable_progress_bar=false",
+        "trainer.max_steps=100000",
+        "checkpoint.every_n_steps=1000",
+        "sample_grid.every_n_steps=0",
+        "sample_grid.at_end=false",
+        "val_every=1000",
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (run / "csv" / "metrics.csv").is_file() or (run / "csv" / "metrics.csv").stat().st_size < 200:

@@ -13,8 +13,17 @@ from sdegen.runtime import samples_file
 
 def run_eval(tmp_path, *overrides):
     run_dir = tmp_path / "run"
-    cli.main(["sdegen", "eval", "model=gmm", "data=gmm", f"hydra.run.dir={run_dir}",
-              f"eval.cache_dir={tmp_path / 'cache'}", *overrides])
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            "model=gmm",
+            "data=gmm",
+            f"hydra.run.dir={run_dir}",
+            f"eval.cache_dir={tmp_path / 'cache'}",
+            *overrides,
+        ]
+    )
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -73,17 +82,37 @@ def test_eval_of_a_sample_run_uses_its_data_config(tmp_path):
     """`samples=` of any `sdegen sample` run: the data config comes from that run's config.yaml (here a
     2×2 mixture, which eval's own default data=gmm (4×4) would refuse), and guided samples are refused."""
     sample_dir = tmp_path / "sample"
-    cli.main(["sdegen", "sample", "model=gmm", "data=gmm", "data.shape=[1,2,2]", "n_samples=400",
-              "sampler=dpm_solver", "progress=false", f"hydra.run.dir={sample_dir}"])
+    cli.main(
+        [
+            "sdegen",
+            "sample",
+            "model=gmm",
+            "data=gmm",
+            "data.shape=[1,2,2]",
+            "n_samples=400",
+            "sampler=dpm_solver",
+            "progress=false",
+            f"hydra.run.dir={sample_dir}",
+        ]
+    )
     run_dir = tmp_path / "eval"
-    cli.main(["sdegen", "eval", f"samples={sample_dir / 'samples.npz'}", "metric=fid", "eval.ref_size=1000",
-              f"eval.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            f"samples={sample_dir / 'samples.npz'}",
+            "metric=fid",
+            "eval.ref_size=1000",
+            f"eval.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["n_samples"] == 400 and m["features"] == "raw"
     assert m["fid"] < 0.05  # DPM-Solver samples of the exact score vs the same 2x2 mixture's test points
 
 
-# --- KID, precision/recall, the offline Inception, fail-fast prerequisites, bpd_se (issue 12) ----------
+# --- KID, precision/recall, the offline Inception, fail-fast prerequisites, bpd_se ----------
 def make_checkpoint(folder, overrides, kind="score"):
     """An (untrained) checkpoint in the format of `sdegen train`: cheap, and enough to test the wiring."""
     import hydra.utils
@@ -102,9 +131,14 @@ def make_checkpoint(folder, overrides, kind="score"):
         for p in module.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=g))
     (folder / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": module.state_dict(), "global_step": 3,
-                "sdegen": {"cfg": to_plain(c), "data": data_info(data), "kind": kind}},
-               folder / "checkpoints" / "last.ckpt")
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "global_step": 3,
+            "sdegen": {"cfg": to_plain(c), "data": data_info(data), "kind": kind},
+        },
+        folder / "checkpoints" / "last.ckpt",
+    )
     return folder
 
 
@@ -123,8 +157,17 @@ def offline(tmp_path, monkeypatch):
 
 def eval_images(tmp_path, ckpt, cache, *overrides):
     run_dir = tmp_path / "run"
-    cli.main(["sdegen", "eval", f"ckpt={ckpt}", f"hydra.run.dir={run_dir}", f"eval.cache_dir={cache}",
-              "progress=false", *overrides])
+    cli.main(
+        [
+            "sdegen",
+            "eval",
+            f"ckpt={ckpt}",
+            f"hydra.run.dir={run_dir}",
+            f"eval.cache_dir={cache}",
+            "progress=false",
+            *overrides,
+        ]
+    )
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -153,8 +196,13 @@ def test_classifier_space_gets_kid_and_precision_recall(tmp_path):
     data = GMMDataModule()
     x, _ = data.mixture.sample(600, generator=torch.Generator().manual_seed(3))
     np.savez(tmp_path / "samples.npz", x=x.numpy())
-    _, m = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000",
-                    f"eval.classifier_ckpt={clf}")
+    _, m = run_eval(
+        tmp_path,
+        f"samples={tmp_path / 'samples.npz'}",
+        "metric=fid",
+        "eval.ref_size=2000",
+        f"eval.classifier_ckpt={clf}",
+    )
     assert m["n_reference"] == 2000 and m["classifier_n_reference"] == 2000  # the same reference in both spaces
     assert abs(m["classifier_kid_mean"]) < 3 * m["classifier_kid_std"]
     assert 0 <= m["classifier_precision"] <= 1 and 0 <= m["classifier_recall"] <= 1
@@ -168,8 +216,18 @@ def test_eval_all_on_images_is_offline_and_complete(tmp_path, image_run, offline
     from sdegen.metrics.inception import FID_HELPER_SHA256
 
     ckpt, cache = image_run
-    run_dir, m = eval_images(tmp_path, ckpt, cache, "metric=all", "n_samples=8", "batch_size=8", "sampler.steps=2",
-                             "eval.ref_size=16", "eval.bpd.n_points=4", "eval.bpd.batch_size=4")
+    run_dir, m = eval_images(
+        tmp_path,
+        ckpt,
+        cache,
+        "metric=all",
+        "n_samples=8",
+        "batch_size=8",
+        "sampler.steps=2",
+        "eval.ref_size=16",
+        "eval.bpd.n_points=4",
+        "eval.bpd.batch_size=4",
+    )
     net = m["feature_network"]
     assert net["sha256"] == FID_HELPER_SHA256 and net["resize"] == "tf1-bilinear" and net["has_logits"] is False
     assert net["source"].endswith("default_1.pt") and m["features"] == "inception"
@@ -205,9 +263,20 @@ def test_inception_kid_of_real_digits_is_zero_within_its_std(tmp_path, image_run
     for name, img in (("real", images), ("inverted", 255 - images)):
         np.savez(tmp_path / f"{name}.npz", images=img.permute(0, 2, 3, 1).numpy())
         run_dir = tmp_path / name
-        cli.main(["sdegen", "eval", f"samples={tmp_path / f'{name}.npz'}", "data=mnist_embedded", "metric=kid",
-                  "eval.ref_size=16", "eval.kid_subset_size=8", f"eval.cache_dir={cache}", "progress=false",
-                  f"hydra.run.dir={run_dir}"])
+        cli.main(
+            [
+                "sdegen",
+                "eval",
+                f"samples={tmp_path / f'{name}.npz'}",
+                "data=mnist_embedded",
+                "metric=kid",
+                "eval.ref_size=16",
+                "eval.kid_subset_size=8",
+                f"eval.cache_dir={cache}",
+                "progress=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
         results.append(json.loads((run_dir / "metrics.json").read_text()))
     real, inverted = results
     assert abs(real["kid_mean"]) < 3 * real["kid_std"]
@@ -215,14 +284,19 @@ def test_inception_kid_of_real_digits_is_zero_within_its_std(tmp_path, image_run
     assert inverted["fid"] > real["fid"] + 50
 
 
-@pytest.mark.parametrize("overrides, pattern", [
-    (["eval.inception_weights=/nope.pth"], r"eval\.inception_weights=/nope\.pth: no such file; install"),
-    (["metric=is"], r"metric=is: the inception-v3-tf-2015-12-05 .* has no logits"),
-    (["eval.mnist_root={tmp}/nowhere"], r"eval\.mnist_root=.*nowhere: no MNIST test split there"),
-    (["eval.classifier_ckpt={tmp}/nowhere"], r"no checkpoint or run folder at .*nowhere"),
-], ids=["missing-weights", "is-offline", "mnist-root", "classifier-ckpt"])
-def test_missing_prerequisites_stop_before_sampling(tmp_path, image_run, offline, monkeypatch, capsys,
-                                                    overrides, pattern):
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (["eval.inception_weights=/nope.pth"], r"eval\.inception_weights=/nope\.pth: no such file; install"),
+        (["metric=is"], r"metric=is: the inception-v3-tf-2015-12-05 .* has no logits"),
+        (["eval.mnist_root={tmp}/nowhere"], r"eval\.mnist_root=.*nowhere: no MNIST test split there"),
+        (["eval.classifier_ckpt={tmp}/nowhere"], r"no checkpoint or run folder at .*nowhere"),
+    ],
+    ids=["missing-weights", "is-offline", "mnist-root", "classifier-ckpt"],
+)
+def test_missing_prerequisites_stop_before_sampling(
+    tmp_path, image_run, offline, monkeypatch, capsys, overrides, pattern
+):
     """Each prerequisite (feature network, IS logits, reference data, classifier) is checked before any
     sample is drawn: one line, exit 2, and the sampler is never called."""
     import re
@@ -254,9 +328,21 @@ def test_raw_features_of_images_compare_in_model_space(tmp_path):
     for name, xs in (("real", x), ("inverted", -x)):  # centred scaling: −x is 255 − pixel
         np.savez(tmp_path / f"{name}.npz", x=xs.numpy())
         run_dir = tmp_path / name
-        cli.main(["sdegen", "eval", f"samples={tmp_path / f'{name}.npz'}", "data=mnist_embedded", "metric=kid",
-                  "eval.features=raw", "eval.ref_size=200", "eval.kid_subset_size=100",
-                  f"eval.cache_dir={tmp_path / 'cache'}", "progress=false", f"hydra.run.dir={run_dir}"])
+        cli.main(
+            [
+                "sdegen",
+                "eval",
+                f"samples={tmp_path / f'{name}.npz'}",
+                "data=mnist_embedded",
+                "metric=kid",
+                "eval.features=raw",
+                "eval.ref_size=200",
+                "eval.kid_subset_size=100",
+                f"eval.cache_dir={tmp_path / 'cache'}",
+                "progress=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
         out[name] = json.loads((run_dir / "metrics.json").read_text())
     real, inverted = out["real"], out["inverted"]
     assert real["features"] == "raw" and real["n_reference"] == 200
@@ -297,6 +383,14 @@ def test_eval_gap_alone_and_of_class_guided_samples(tmp_path):
 def test_eval_gap_is_refused_without_an_exact_density(tmp_path, capsys):
     np.savez(tmp_path / "digits.npz", x=np.zeros((8, 1, 28, 28), dtype=np.float32))
     with pytest.raises(SystemExit):
-        cli.main(["sdegen", "eval", "data=mnist", f"samples={tmp_path / 'digits.npz'}", "metric=gap",
-                  f"hydra.run.dir={tmp_path / 'run'}"])
+        cli.main(
+            [
+                "sdegen",
+                "eval",
+                "data=mnist",
+                f"samples={tmp_path / 'digits.npz'}",
+                "metric=gap",
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ]
+        )
     assert "metric=gap needs samples of the Gaussian-mixture test bed" in capsys.readouterr().err

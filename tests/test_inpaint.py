@@ -1,7 +1,5 @@
 """Inpainting: the replacement hook, masks, the exact conditional of the test bed, the command."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +48,9 @@ def test_initial_state_is_drawn_at_the_prior_scale():
         seen["x"] = x
         return type("R", (), {"x": x, "nfe": 0})()
 
-    impute(lambda x, t: x, sde, {"_target_": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2),
-           torch.ones(1, 1, 2, 2))
+    impute(
+        lambda x, t: x, sde, {"_target_": fake_sampler, "steps": 2}, torch.zeros(4000, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    )
     assert abs(float(seen["x"].std()) - sde.prior_std) < 0.05 * sde.prior_std
 
 
@@ -72,8 +71,10 @@ REPLACEMENT_SW2_LEVEL, REPLACEMENT_TV_LEVEL = 0.5, 0.5
 def test_replacement_error_is_bounded_and_resampling_reduces_it(mixture):
     sde = VPSDE(LinearSchedule())
     score = GMMScore(mixture, sde)
-    err = {r: exact_imputation_error(mixture, sde, score, sampler_cfg("em", 25), MASK, n_obs=6, per_obs=150, resample=r)
-           for r in (1, 5, 10)}
+    err = {
+        r: exact_imputation_error(mixture, sde, score, sampler_cfg("em", 25), MASK, n_obs=6, per_obs=150, resample=r)
+        for r in (1, 5, 10)
+    }
     assert err[1]["known_error"] == 0 and err[10]["known_error"] == 0  # observed coordinates kept exactly
     assert err[1]["sw2"] < REPLACEMENT_SW2_LEVEL and err[1]["tv"] < REPLACEMENT_TV_LEVEL, err[1]
     # replacement is approximate: clearly above the noise floor
@@ -126,15 +127,29 @@ def test_file_mask(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", [["sampler.steps=20"], ["sampler=dpm_solver"]])
-def test_inpaint_command_on_the_test_bed(tmp_path, sampler):
-    """Also with a sampler whose defaults come from its by_steps table (the inpainting task copies the
-    sampler config: its table must stay readable)."""
+def test_inpaint_command_on_the_test_bed(tmp_path, monkeypatch, sampler):
+    """Also with a sampler whose defaults are `auto` (resolved from its step-count preset: the inpainting task
+    copies the sampler config and must resolve it the same way).  In this process: `sdegen sample` as a
+    separate process is tested in test_sample_cli.py."""
+    from sdegen import cli
+
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "sdegen", "sample", "task=inpaint", "model=gmm", "data=gmm",
-                           "n_samples=16", *sampler, "task.mask.kind=half", "task.resample=2",
-                           f"hydra.run.dir={out}", "progress=false"], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli.main(
+        [
+            "sdegen",
+            "sample",
+            "task=inpaint",
+            "model=gmm",
+            "data=gmm",
+            "n_samples=16",
+            *sampler,
+            "task.mask.kind=half",
+            "task.resample=2",
+            f"hydra.run.dir={out}",
+            "progress=false",
+        ]
+    )  # exit 2 raises
     f = np.load(out / "samples.npz")
     assert f["samples"].shape == f["originals"].shape == (16, 1, 4, 4)
     known = f["masks"].astype(bool).repeat(1, axis=1)
@@ -151,12 +166,24 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
 
     data = EmbeddedMNISTDataModule()
     sde = VPSDE(LinearSchedule())
-    setup = SimpleNamespace(sde=sde, data=data, device=torch.device("cpu"), score_model=None,
-                            generator=lambda seed=0: torch.Generator().manual_seed(int(seed)))
-    cfg = OmegaConf.create({"n_samples": 4, "batch_size": 4, "seed": 0, "progress": False, "output_dir": str(tmp_path),
-                            "sampler": sampler_cfg("em", 5),
-                            "task": {"name": "inpaint", "split": "test", "resample": 1,
-                                     "mask": {"kind": "mnist", "scale": 1.0}}})
+    setup = SimpleNamespace(
+        sde=sde,
+        data=data,
+        device=torch.device("cpu"),
+        score_model=None,
+        generator=lambda seed=0: torch.Generator().manual_seed(int(seed)),
+    )
+    cfg = OmegaConf.create(
+        {
+            "n_samples": 4,
+            "batch_size": 4,
+            "seed": 0,
+            "progress": False,
+            "output_dir": str(tmp_path),
+            "sampler": sampler_cfg("em", 5),
+            "task": {"name": "inpaint", "split": "test", "resample": 1, "mask": {"kind": "mnist", "scale": 1.0}},
+        }
+    )
     result = run_task("inpaint", cfg, setup, lambda x, t: -x, tmp_path)  # the score of N(0, I) data under VP
     f = np.load(tmp_path / "samples.npz")
     assert f["samples"].shape == (4, 1, 28, 28) and (tmp_path / "inpaint.png").is_file()
@@ -165,16 +192,30 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
     assert result["n"] == 4
 
 
-@pytest.mark.parametrize("mask", [["task.mask.kind=circle"], ["task.mask.kind=file"],
-                                  ["task.mask.kind=file", "task.mask.path={d}/none.png"],
-                                  ["task.mask.kind=file", "task.mask.path={d}/text.png"]])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        ["task.mask.kind=circle"],
+        ["task.mask.kind=file"],
+        ["task.mask.kind=file", "task.mask.path={d}/none.png"],
+        ["task.mask.kind=file", "task.mask.path={d}/text.png"],
+    ],
+)
 def test_bad_mask_options_fail_in_one_line(tmp_path, monkeypatch, capsys, mask):
     from sdegen import cli
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "text.png").write_text("not an image")
-    args = ["sample", "task=inpaint", "model=gmm", "data=gmm", "n_samples=2", "progress=false",
-            *(m.format(d=tmp_path) for m in mask), f"hydra.run.dir={tmp_path / 'out'}"]
+    args = [
+        "sample",
+        "task=inpaint",
+        "model=gmm",
+        "data=gmm",
+        "n_samples=2",
+        "progress=false",
+        *(m.format(d=tmp_path) for m in mask),
+        f"hydra.run.dir={tmp_path / 'out'}",
+    ]
     capsys.readouterr()
     with pytest.raises(SystemExit) as err:
         cli.main(["sdegen", *args])

