@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 from .errors import UserError
 from .runtime.config import TASKS, config_dir, group_choices
@@ -187,6 +188,9 @@ def check_run_dir(command: str, args: list[str]) -> None:
     if any(a in INFO_FLAGS for a in args) or any(a in ("-m", "--multirun") for a in args):
         return
     given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a}
+    for key in ("run_dir", "hydra.run.dir"):
+        if key in given and Path(given[key]).expanduser().exists() and not Path(given[key]).expanduser().is_dir():
+            raise UserError(f"{key}={given[key]} is a file, not a folder")
     if "hydra.run.dir" in given:
         from .runtime.rundir import check_free
 

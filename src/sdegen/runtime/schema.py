@@ -389,7 +389,7 @@ class GenerateTask(Node):
 
 
 class ClassifierNet(Node):
-    depth: Int(ge=4, le=1000) = F("Wide-ResNet depth (6n + 4)")
+    depth: Literal[tuple(range(10, 107, 6))] = F("Wide-ResNet depth 6n + 4 (10, 16, 22, 28 ...)")
     widen_factor: Int(ge=1, le=64) = F("Wide-ResNet width multiplier")
     dropout: Num(ge=0, lt=1) = F("dropout probability")
     embed_dim: Int(ge=2, le=8192) = F("size of the time embedding")
