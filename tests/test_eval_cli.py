@@ -42,7 +42,10 @@ def test_eval_fid_is_of_a_samples_file(tmp_path):
     data = GMMDataModule()
     x, _ = data.mixture.sample(1000, generator=torch.Generator().manual_seed(3))
     np.savez(tmp_path / "samples.npz", x=x.numpy())
-    _, m = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=[fid,is]", "eval.ref_size=2000")
+    # KID comes with FID from the same features; it is not checked here, so 10 subsets instead of 100
+    _, m = run_eval(
+        tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=[fid,is]", "eval.ref_size=2000", "eval.kid_subsets=10"
+    )
     assert m["features"] == "raw" and m["n_samples"] == 1000 and "bpd" not in m
     assert m["fid"] < 0.05
     # IS of exact samples = exp(I(x; y)) ≤ K, close to K for well-separated components
@@ -53,12 +56,16 @@ def test_eval_fid_is_of_a_samples_file(tmp_path):
     assert abs(m["gap"]) < 4 * m["gap_se"] and 0 < m["gap_se"] < 0.02
     means = data.mixture.means[data.mixture.component_log_probs(x).argmax(1)].reshape(x.shape)
     np.savez(tmp_path / "wide.npz", x=(means + 1.1 * (x - means)).numpy())
-    _, wide = run_eval(tmp_path, f"samples={tmp_path / 'wide.npz'}", "metric=fid", "eval.ref_size=2000")
+    _, wide = run_eval(
+        tmp_path, f"samples={tmp_path / 'wide.npz'}", "metric=fid", "eval.ref_size=2000", "eval.kid_subsets=10"
+    )
     assert wide["gap"] == pytest.approx(-0.105, abs=4 * wide["gap_se"] + 0.01)
     # a collapsed sample set (all points at one mean) is far away
     collapsed = np.repeat(data.mixture.means[0].reshape(1, 1, 4, 4).numpy(), 1000, 0)
     np.savez(tmp_path / "samples.npz", x=collapsed)
-    _, bad = run_eval(tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000")
+    _, bad = run_eval(
+        tmp_path, f"samples={tmp_path / 'samples.npz'}", "metric=fid", "eval.ref_size=2000", "eval.kid_subsets=10"
+    )
     assert bad["fid"] > 1.0
 
 
