@@ -330,7 +330,7 @@ def test_auto_resolves_from_configs_copied_out_of_omegaconf():
 
 def test_unipc_without_its_corrector_at_few_steps(mixture, data_logp):
     """At 7 steps (h ≈ 1.1 in λ) UniC over-corrects on exact mixture scores (gap ≈ −0.3 nats/dim here); the
-    default drops it up to 10 steps: ≈ +0.03 (docs/samplers.md "UniPC at 10 steps or fewer")."""
+    default drops it up to 10 steps: ≈ +0.03 (docs/samplers.md "`unipc`")."""
     default = draw("unipc", "vp-linear", mixture, 4000, seed=1, steps=7)
     forced = draw("unipc", "vp-linear", mixture, 4000, seed=1, steps=7, options={"corrector": True})
     default_gap = log_likelihood_gap(mixture, default.x, reference=data_logp).gap
@@ -721,7 +721,7 @@ def test_the_focus_centre_follows_the_data_std():
 
 
 def test_the_focus_centre_following_the_data_removes_the_other_scales_over_dispersion():
-    """docs/samplers.md "The focus centre follows the data's scale": on a 16-d mixture whose means are spread
+    """docs/samplers.md "The focus grid": on a 16-d mixture whose means are spread
     twice as far as the test bed's (data std 1.15), the focus centre fixed at σ/α = 2 over-disperses the 20-NFE
     default by ≈ −0.007 nats/dim against the exact ODE from the same prior draws; at 4 × the data's std
     (σ/α 4.6) it leaves ≈ −0.001 (paired gain +0.006 ± 0.0005 at n = 2,000)."""
