@@ -309,7 +309,7 @@ def test_nonfinite_message_names_what_exists(run, tmp_path):
     err = FloatingPointError("sdegen: training stopped: the loss is nan at step 2 (epoch 0, batch 2); old advice")
     empty = nonfinite_message(err, tmp_path)
     assert empty.startswith("training stopped: the loss is nan at step 2 (epoch 0, batch 2); no checkpoint")
-    assert "last good" not in empty and "optim.lr" in empty and "loss." in empty and "model.sigma_data" in empty
+    assert "last good" not in empty and "optim.lr" in empty and "loss." in empty and "model.data_std" in empty
     assert f"{run / 'checkpoints' / 'last.ckpt'} (step 6)" in nonfinite_message(err, run)
 
 

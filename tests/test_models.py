@@ -73,7 +73,7 @@ def test_edm_preconditioning_is_a_score(name, model):
     s = (α D − x)/σ².  A zero body gives the exact score of data N(0, σ_d² I), −x/(σ² + α²σ_d²); a body
     that returns F gives that plus α σ_d F/(σ √(σ² + α²σ_d²)); the body sees c_in x̃ and c_noise."""
     sde, sd = SDES[name](), 0.7
-    net = TINY[model](sde, (1, 4, 4), preconditioning="edm", sigma_data=sd).double()
+    net = TINY[model](sde, (1, 4, 4), preconditioning="edm", data_std=sd).double()
     x, t = torch.randn(3, 1, 4, 4, dtype=torch.float64), torch.tensor([0.02, 0.5, 0.97], dtype=torch.float64)
     sigma, alpha = sde.marginal_std(t).reshape(-1, 1, 1, 1), sde.alpha(t).reshape(-1, 1, 1, 1)
     gaussian_score = -x / (sigma**2 + alpha**2 * sd**2)

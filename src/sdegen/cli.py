@@ -92,6 +92,10 @@ def check_args(command: str, args: list[str]) -> None:
         key, value = arg.split("=", 1)
         added = key.startswith("+")
         key = key.lstrip("+")
+        if key == "model.sigma_data":
+            raise UserError(
+                f"model.sigma_data is not a config key: the edm preconditioning's σ_d is model.data_std={value}"
+            )
         if key in ("loss.weighting", "loss.sigma_data"):  # the loss is a group: loss=<name>; edm's σ_d: loss.data_std
             hint = f"loss={value}" if key == "loss.weighting" else "loss=edm loss.data_std=..."
             raise UserError(

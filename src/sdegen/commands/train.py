@@ -114,9 +114,7 @@ def nonfinite_message(err: FloatingPointError, run_dir: Path) -> str:
         back = f"the newest checkpoint before it is {file} (step {checkpoint.get('global_step')})"
     except UserError:
         back = "no checkpoint was written"
-    return (
-        f"{what}; {back}; lower optim.lr, or check the loss and model settings (loss.*, model.sigma_data) and the data"
-    )
+    return f"{what}; {back}; lower optim.lr, or check the loss and model settings (loss.*, model.data_std) and the data"
 
 
 def _train(cfg, run_dir: Path):

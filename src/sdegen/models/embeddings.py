@@ -116,7 +116,7 @@ class ScoreNetwork(nn.Module):
         time_input: str = "auto",
         input_scaling: bool = True,
         preconditioning: str = "eps",
-        sigma_data: float = 0.5,
+        data_std: float = 0.5,
     ):
         super().__init__()
         self.sde = sde
@@ -124,7 +124,7 @@ class ScoreNetwork(nn.Module):
         self.num_classes = int(num_classes)
         if preconditioning not in PRECONDITIONINGS:
             raise ValueError(f"model.preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
-        self.preconditioning, self.sigma_data = preconditioning, float(sigma_data)
+        self.preconditioning, self.data_std = preconditioning, float(data_std)
         if time_input == "auto":
             if preconditioning == "edm":
                 time_input = "edm"
@@ -156,9 +156,9 @@ class ScoreNetwork(nn.Module):
         label = self.label_embed(y, x.shape[0], x.device) if self.label_embed is not None else None
         if self.preconditioning == "edm":
             alpha = self.sde.alpha(t).to(x.dtype)
-            r = torch.sqrt(sigma**2 + (alpha * self.sigma_data) ** 2).reshape(shape)  # α √(σ̃² + σ_d²)
+            r = torch.sqrt(sigma**2 + (alpha * self.data_std) ** 2).reshape(shape)  # α √(σ̃² + σ_d²)
             out = self.body(x / r, self.noise_conditioning(t).to(x.dtype), label)
-            return -x / r**2 + (alpha * self.sigma_data / sigma).reshape(shape) * out / r
+            return -x / r**2 + (alpha * self.data_std / sigma).reshape(shape) * out / r
         if self.input_scaling:
             alpha = self.sde.alpha(t).to(x.dtype)
             x_in = x / torch.sqrt(alpha**2 + sigma**2).reshape(shape)

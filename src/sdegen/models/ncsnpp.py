@@ -108,7 +108,7 @@ class NCSNpp(ScoreNetwork):
         time_input="auto",
         input_scaling=True,
         preconditioning="eps",
-        sigma_data=0.5,
+        data_std=0.5,
         **_,
     ):
         shape = tuple(shape if shape is not None else data.shape)
@@ -120,7 +120,7 @@ class NCSNpp(ScoreNetwork):
             time_input=time_input,
             input_scaling=input_scaling,
             preconditioning=preconditioning,
-            sigma_data=sigma_data,
+            data_std=data_std,
         )
         if embedding == "auto":
             embedding = "fourier" if getattr(sde, "name", "") == "ve" else "sinusoidal"

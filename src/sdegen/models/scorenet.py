@@ -62,7 +62,7 @@ class ScoreNet(ScoreNetwork):
         time_input="auto",
         input_scaling=True,
         preconditioning="eps",
-        sigma_data=0.5,
+        data_std=0.5,
         patch_size=1,
         **_,
     ):
@@ -75,7 +75,7 @@ class ScoreNet(ScoreNetwork):
             time_input=time_input,
             input_scaling=input_scaling,
             preconditioning=preconditioning,
-            sigma_data=sigma_data,
+            data_std=data_std,
         )
         channels = [int(c) for c in channels]
         self.patch_size = int(patch_size)

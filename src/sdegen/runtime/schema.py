@@ -129,7 +129,7 @@ class _Network(Node):
     time_input: TimeInput = F("the network's time input: t, log σ(t), or auto (log σ for VE, t otherwise)")
     input_scaling: bool = F("divide x_t by √(α(t)² + σ(t)²) (preconditioning: eps)")
     preconditioning: Literal["eps", "edm"] = F("eps: the body predicts −ε; edm: Karras et al.'s c_skip/c_out/c_in")
-    sigma_data: Num(gt=0, le=1e4) = F("σ_d of the edm preconditioning")
+    data_std: Num(gt=0, le=1e4) = F("the data's std σ_d assumed by the edm preconditioning")
     conditional: bool = F("class-conditional (a label embedding and a null label for classifier-free guidance)")
     class_dropout: Fraction = F("probability of dropping the label during training, in [0, 1]")
 
@@ -1009,6 +1009,9 @@ def upgrade_stored(cfg: dict) -> dict:
         if loss.get("name") != "edm":
             loss = {k: v for k, v in loss.items() if k in ("name", "reduction")}
         cfg["loss"] = loss
+    model = cfg.get("model")
+    if isinstance(model, dict) and "sigma_data" in model:  # the edm preconditioning's σ_d is model.data_std
+        model["data_std"] = model.pop("sigma_data")
     for node in (cfg.get("sampler"), (cfg.get("sample_grid") or {}).get("sampler")):
         if isinstance(node, dict):
             node.pop("by_steps", None)
@@ -1045,8 +1048,8 @@ READERS = {
 VOCABULARY = [
     (
         "data_std",
-        "the data's root-mean-square per-dimension standard deviation (loss.data_std, sampler.data_std, "
-        "recorded in checkpoints); the network's EDM constant keeps the name model.sigma_data",
+        "the data's root-mean-square per-dimension standard deviation (loss.data_std, model.data_std, "
+        "sampler.data_std, recorded in checkpoints)",
     ),
     ("labels", "class labels of samples and data (samples.npz `labels`, guidance.label chooses them)"),
     ("nfe", "score-network evaluations per sample (metrics `nfe`)"),
