@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.fields import FieldInfo
 
 from ..errors import UserError
+from ..training.speed import COMPILE_MODES, PRECISION_ALIASES, PRECISIONS
 
 # --- value types ------------------------------------------------------------------------------------------
 #: upper bounds of size-like values (a value above them would run for hours before any output)
@@ -444,23 +445,7 @@ class ColorizeTask(Node):
 
 
 # --- trainer and loggers ---------------------------------------------------------------------------------------
-PRECISION = Literal[
-    "32-true",
-    "bf16-mixed",
-    "16-mixed",
-    "bf16-true",
-    "16-true",
-    "64-true",
-    "transformer-engine",
-    "transformer-engine-float16",
-    "64",
-    "32",
-    "16",
-    "bf16",
-    64,
-    32,
-    16,
-]
+PRECISION = Literal[(*PRECISIONS, *PRECISION_ALIASES, 64, 32, 16)]  # lightning.Trainer(precision=...)
 MaxTime = Annotated[str, Field(pattern=r"^\d{1,4}:\d{1,2}:\d{1,2}:\d{1,2}$")]
 
 
@@ -572,9 +557,7 @@ class Train(_Command):
     threads: Int(ge=1, le=4096) | None = F("torch intra-op threads (null: torch's default)")
     channels_last: bool = F("weights and image batches in channels-last memory format")
     compile: bool = F("torch.compile the network's forward")
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = F(
-        "torch.compile mode"
-    )
+    compile_mode: Literal[COMPILE_MODES] = F("torch.compile mode")
     loss: Any = F("group")
     optim: Optim = F("optimiser")
     ema: EMA = F("exponential moving average of the weights (used for validation, samples, checkpoints)")
