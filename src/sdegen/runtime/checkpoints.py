@@ -162,8 +162,12 @@ def find_checkpoint(path, map_location="cpu", kind: str | None = None) -> tuple[
             message = (
                 f"sdegen: warning: {files[0]} is unreadable; using {file.name} (step {checkpoint.get('global_step')})"
             )
-            print(message, file=sys.stderr, flush=True)
-            log.warning(message.removeprefix("sdegen: "))
+            print(message, file=sys.stderr, flush=True)  # once on the console; the run's cli.log gets it too
+            text = message.removeprefix("sdegen: ")
+            record = log.makeRecord(log.name, logging.WARNING, __file__, 0, text, None, None)
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(record)
         return file, checkpoint
     if len(files) == 1:
         raise first_error

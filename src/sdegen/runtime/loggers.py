@@ -166,8 +166,12 @@ def log_metrics(cfg, run_dir, metrics: dict, *, prefix: str = "", image=None) ->
 
 
 class _DropAdverts(logging.Filter):
+    """Lightning's advertisements and its inventory of absent accelerators (``TPU available: False ...``)."""
+
     def filter(self, record):
-        return "💡 Tip" not in str(record.msg) and "litlogger" not in str(record.msg)
+        text = str(record.msg)
+        absent = text.split(" available: ", 1)[-1].startswith("False") and " available: " in text
+        return "💡 Tip" not in text and "litlogger" not in text and not absent
 
 
 def route_library_logs() -> None:
