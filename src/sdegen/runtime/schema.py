@@ -537,23 +537,28 @@ class _Command(Node):
     seed: Seed = F(f"random seed, 0 to {MAX_SEED}")
 
 
-class _Sampling(_Command):
+class _Modelled(_Command):
+    """The groups every command but ``report`` composes (checked by their own schemas, ``GROUPS``)."""
+
+    schedule: Any = F("group")
+    sde: Any = F("group")
+    model: Any = F("group")
+    data: Any = F("group")
+    task: Any = F("group")
+    logger: Logger = F("group: CSV / W&B loggers")
+
+
+class _Sampling(_Modelled):
     ckpt: Text | None = F("a `sdegen train` checkpoint or run folder (null: the configured model, e.g. model=gmm)")
     device: Device = F("auto, cpu, mps, cuda or cuda:N")
     n_samples: Int(ge=1, le=MAX_SAMPLES) = F(f"samples drawn, 1 to {MAX_SAMPLES}")
     batch_size: Int(ge=1, le=MAX_BATCH) = F("samples per sampling batch")
     progress: bool = F("tqdm progress bars")
-    schedule: Any = F("group")
-    sde: Any = F("group")
-    model: Any = F("group")
-    data: Any = F("group")
     sampler: Any = F("group")
     guidance: Any = F("group")
-    task: Any = F("group")
-    logger: Logger = F("group: CSV / W&B loggers")
 
 
-class Train(_Command):
+class Train(_Modelled):
     threads: Int(ge=1, le=4096) | None = F("torch intra-op threads (null: torch's default)")
     channels_last: bool = F("weights and image batches in channels-last memory format")
     compile: bool = F("torch.compile the network's forward")
@@ -565,13 +570,7 @@ class Train(_Command):
     checkpoint: Checkpointing = F("checkpoints")
     sample_grid: SampleGrid = F("sample grids during training")
     resume: Text | None = F("a run folder or checkpoint to continue (its stored config; command-line keys override)")
-    schedule: Any = F("group")
-    sde: Any = F("group")
-    model: Any = F("group")
-    data: Any = F("group")
-    task: Any = F("group")
     trainer: Trainer = F("group: arguments of lightning.Trainer")
-    logger: Logger = F("group: CSV / W&B loggers")
 
 
 class Sample(_Sampling):
