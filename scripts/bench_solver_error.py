@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from sdegen.bench.mixtures import SDE, SETS, Problem, sampler_config
-from sdegen.samplers import resolve_auto, start_time
+from sdegen.samplers import build
 
 OUT = Path("outputs/bench")
 
@@ -65,7 +65,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = sampler_config(args.sampler, args.overrides)
-    start_noise = float(torch.exp(-SDE.log_snr(torch.tensor(start_time(SDE, resolve_auto(cfg)), dtype=torch.float64))))
+    start_noise = float(torch.exp(-SDE.log_snr(torch.tensor(build(cfg).start_time(SDE), dtype=torch.float64))))
     label = " ".join([args.sampler, *args.overrides])
     out, wanted = Path(args.out), None if args.mixtures is None else set(args.mixtures.split(","))
     unknown = sorted(set(args.sets.split(",")) - set(SETS))

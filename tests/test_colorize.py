@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sdegen.models.gmm import GaussianMixture, GMMScore
+from sdegen.runtime.setup import Setup
 from sdegen.sde import VPSDE, LinearSchedule
 from sdegen.tasks import colorize
 from sdegen.tasks.colorize import COLOR_BASIS, couple, decouple, grey_mask, to_grey
@@ -83,13 +84,6 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
         def reference(self, n, split="test", generator=None):
             return mixture.sample(n, generator=generator)
 
-    setup = SimpleNamespace(
-        sde=sde,
-        data=Data(),
-        device=torch.device("cpu"),
-        score_model=None,
-        generator=lambda seed=0: torch.Generator().manual_seed(int(seed)),
-    )
     cfg = OmegaConf.create(
         {
             "n_samples": 6,
@@ -101,6 +95,7 @@ def test_colorize_run_writes_samples_with_the_given_grey(tmp_path):
             "task": {"name": "colorize", "split": "test", "resample": 1},
         }
     )
+    setup = Setup(cfg, sde, score_model=None, data=Data(), device=torch.device("cpu"))
     from sdegen.commands.sample import run_task
 
     run_task("colorize", cfg, setup, GMMScore(mixture, sde), tmp_path)

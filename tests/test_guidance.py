@@ -16,7 +16,7 @@ from sdegen.guidance.classifier import classifier_guidance
 from sdegen.guidance.labels import batch_labels, resolve_labels
 from sdegen.metrics.distances import sliced_wasserstein2
 from sdegen.models.gmm import GaussianMixture, GMMScore
-from sdegen.samplers import sample
+from sdegen.samplers import build, sample
 from sdegen.sde import VESDE, VPSDE, GeometricSigma, LinearSchedule, SubVPSDE
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -227,7 +227,7 @@ def test_random_labels_sample_each_component_with_the_drawn_label(mixture):
     gen = generate(
         setup,
         guided,
-        few_step_cfg("em", 100),
+        build(few_step_cfg("em", 100)),
         800,
         batch_size=300,
         generator=torch.Generator().manual_seed(0),

@@ -159,20 +159,12 @@ def test_inpaint_command_on_the_test_bed(tmp_path, monkeypatch, sampler):
 
 def test_inpaint_run_on_images_writes_the_figure(tmp_path):
     """Image data: samples.npz and the masked / imputed / original figure (thesis Fig. 4.12)."""
-    from types import SimpleNamespace
-
     from sdegen.commands.sample import run_task
     from sdegen.data.mnist import EmbeddedMNISTDataModule
+    from sdegen.runtime.setup import Setup
 
     data = EmbeddedMNISTDataModule()
     sde = VPSDE(LinearSchedule())
-    setup = SimpleNamespace(
-        sde=sde,
-        data=data,
-        device=torch.device("cpu"),
-        score_model=None,
-        generator=lambda seed=0: torch.Generator().manual_seed(int(seed)),
-    )
     cfg = OmegaConf.create(
         {
             "n_samples": 4,
@@ -184,6 +176,7 @@ def test_inpaint_run_on_images_writes_the_figure(tmp_path):
             "task": {"name": "inpaint", "split": "test", "resample": 1, "mask": {"kind": "mnist", "scale": 1.0}},
         }
     )
+    setup = Setup(cfg, sde, score_model=None, data=data, device=torch.device("cpu"))
     result = run_task("inpaint", cfg, setup, lambda x, t: -x, tmp_path)  # the score of N(0, I) data under VP
     f = np.load(tmp_path / "samples.npz")
     assert f["samples"].shape == (4, 1, 28, 28) and (tmp_path / "inpaint.png").is_file()

@@ -316,6 +316,48 @@ def test_resolved_and_the_dry_run_summary_say_what_was_auto():
     assert "*" not in summary(sampler_cfg("em")) and "(" not in summary(sampler_cfg("em"))
 
 
+def test_a_built_sampler_resolves_auto_once_and_runs_every_batch_with_it(monkeypatch):
+    """``build`` is where ``auto`` is resolved: the ``Sampler`` it returns samples batch after batch (as
+    ``sdegen sample`` does through ``runtime.generation.generate``) without reading the presets again,
+    with the values of the preset row for its step count and the focus grid centred on the given data std."""
+    import sdegen.samplers as samplers_module
+    from sdegen.runtime.generation import generate
+    from sdegen.samplers import build, presets
+
+    calls = []
+    real = samplers_module.resolve_auto
+
+    def counting(cfg):
+        calls.append(1)
+        return real(cfg)
+
+    monkeypatch.setattr(samplers_module, "resolve_auto", counting)
+    cfg = sampler_cfg("dpm_solver", steps=9)
+    sampler = build(cfg, data_std=0.8)
+    assert len(calls) == 1
+    row = presets.preset(cfg["_target_"], 9)
+    auto_keys = [k for k, v in cfg.items() if v == "auto" and k != "data_std"]
+    assert auto_keys and all(sampler.config[k] == row[k] for k in auto_keys)
+    assert set(auto_keys) <= set(sampler.was_auto) and sampler.data_std == 0.8
+    centre = row["grid_options"]["center_std"]
+    assert f"focus at σ/α {centre * 0.8:.3g} = {centre:g} × data std 0.8" in sampler.settings()
+    assert "data_std=0.8*" in sampler.summary()
+
+    sde = standard_sdes()["vp-linear"]
+    mixture = GaussianMixture.multiscale(num_components=4, shape=(1, 4, 4))
+    setup = type("Setup", (), {"sde": sde, "shape": (1, 4, 4), "device": "cpu"})()
+    gen = generate(
+        setup,
+        GMMScore(mixture, sde),
+        sampler,
+        9,
+        batch_size=3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    assert len(calls) == 1 and gen.nfe_per_batch == [10, 10, 10] and torch.isfinite(gen.x).all()
+
+
 def test_auto_resolves_from_configs_copied_out_of_omegaconf():
     """`dict(cfg.sampler)` (the inpainting task, the training sample grid) keeps nested values as OmegaConf
     nodes: resolving `auto` gives plain data all the same."""

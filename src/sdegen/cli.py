@@ -303,7 +303,7 @@ def _run(command: str, cfg):
             if command in ("sample", "eval") and cfg.get("sampler") is not None:
                 from . import samplers  # what will run: `auto` values resolved, and marked
 
-                print(f"[sdegen] {samplers.summary(cfg.sampler)}", flush=True)
+                print(f"[sdegen] {samplers.build(cfg.sampler).summary()}", flush=True)
             remove_if_untouched(hc.runtime.output_dir)
             return None
         from .runtime.loggers import route_library_logs

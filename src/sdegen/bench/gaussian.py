@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..models.gmm import GaussianMixture, GMMScore
-from ..samplers import resolve_auto, sample, start_time
+from ..samplers import build
 from ..sde import standard_sdes
 
 
@@ -26,9 +26,10 @@ def spread_gap(sampler_cfg: dict, stds: torch.Tensor, sde_name: str = "vp-linear
     mixture = GaussianMixture(torch.zeros(1, dim, dtype=torch.float64), stds[None], [1.0], (1, 1, dim))
     sde = standard_sdes()[sde_name]
     x_init = torch.ones(1, 1, 1, dim) * sde.prior_std  # the driver rescales it to σ(t_start)
+    sampler = build(sampler_cfg)
     with torch.no_grad():
-        result = sample(sampler_cfg, GMMScore(mixture, sde), sde, (1, 1, 1, dim), x_init=x_init)
-    t_start = torch.tensor(start_time(sde, resolve_auto(sampler_cfg)), dtype=torch.float64)
+        result = sampler.sample(GMMScore(mixture, sde), sde, (1, 1, 1, dim), x_init=x_init)
+    t_start = torch.tensor(sampler.start_time(sde), dtype=torch.float64)
     noise_start = float(torch.exp(-sde.log_snr(t_start)))  # σ/α at the start = the scaled state there
     exact = noise_start * stds / torch.sqrt(stds**2 + noise_start**2)  # x̃ − μ ∝ √(s² + σ²)
     c = result.x.reshape(dim).double() / exact

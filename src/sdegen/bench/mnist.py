@@ -128,7 +128,7 @@ def run(
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     for name, overrides in settings:  # a typo fails at once
-        samplers.split_config({**group_config("sampler", name), **overrides})
+        samplers.build({**group_config("sampler", name), **overrides})
     if not Path(judge).is_file():
         raise UserError(
             f"no digit judge at {judge}: train it with `python scripts/digit_judge.py train` or pass --judge FILE"
@@ -145,13 +145,14 @@ def run(
     for name, overrides in settings:  # settings outside, runs inside: a budget stop leaves whole rows
         sampler_cfg = {**group_config("sampler", name), **overrides}
         for path, setup, score_fn in loaded:
+            sampler = setup.sampler(sampler_cfg)
             for seed in seeds:
                 if budget_min and time.time() - start > 60 * budget_min:
                     print(f"(budget of {budget_min} min reached: stopped at {label(name, overrides)})")
                     return rows
                 tic = time.time()
                 gen = generate(
-                    setup, score_fn, sampler_cfg, n, batch_size=batch, generator=setup.generator(seed), progress=False
+                    setup, score_fn, sampler, n, batch_size=batch, generator=setup.generator(seed), progress=False
                 )
                 images = viz.to_uint8_images(setup.data.unscale(gen.x).float())
                 fig = J.judge_figures(judge_model, J.to_unit_nchw(images), ref_stats)

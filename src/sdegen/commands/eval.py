@@ -73,7 +73,7 @@ def generate_samples(setup: Setup, score_fn, cfg) -> tuple[dict, float]:
     gen = generate(
         setup,
         score_fn,
-        cfg.sampler,
+        setup.sampler(cfg.sampler),
         int(cfg.n_samples),
         batch_size=int(cfg.batch_size),
         generator=setup.generator(),

@@ -35,9 +35,9 @@ log = logging.getLogger("sdegen")
 HOOK_TASKS = {"inpaint": inpaint.problem, "colorize": colorize.problem}
 
 
-def _auto_snapshot_every(cfg, sampler_cfg) -> int:
+def _auto_snapshot_every(cfg, sampler: samplers.Sampler) -> int:
     value = cfg.get("snapshot_every")
-    return max(1, int(sampler_cfg.get("steps", 1000)) // 10) if value is None else int(value)
+    return max(1, sampler.steps // 10) if value is None else int(value)
 
 
 def _points_or_images(data, x_model):
@@ -53,16 +53,15 @@ def _reference_points(data, n):
     return viz.project_2d(x)
 
 
-def save_config(cfg, setup: Setup, out) -> None:
-    """``config.yaml``: the config the samples were drawn with, the checkpoint's sde/schedule/model/data
-    included (``sdegen eval samples=`` reads the data config from it)."""
+def save_config(cfg, setup: Setup, out, sampler: samplers.Sampler) -> None:
+    """``config.yaml``: the config the samples were drawn with (the sampler as it ran, ``auto`` resolved), the
+    checkpoint's sde/schedule/model/data included (``sdegen eval samples=`` reads the data config from it)."""
     from omegaconf import OmegaConf
 
     from ..runtime.config import to_plain
 
     plain = to_plain(cfg)
-    if isinstance(plain.get("sampler"), dict):  # what ran: `auto` values resolved from the step-count presets
-        plain["sampler"] = samplers.resolve_auto(plain["sampler"])
+    plain["sampler"] = dict(sampler.config)
     if getattr(setup, "ckpt_cfg", None) is not None:
         plain.update({k: setup.ckpt_cfg[k] for k in ("sde", "schedule", "model", "data") if k in setup.ckpt_cfg})
     OmegaConf.save(OmegaConf.create(plain), out / "config.yaml")
@@ -77,7 +76,7 @@ def main(cfg):
     if task in HOOK_TASKS:
         return run_task(task, cfg, setup, score_fn, out)
 
-    sampler_cfg = cfg.sampler  # validated before any work (runtime.config.check_config)
+    sampler = setup.sampler(cfg.sampler)  # checked before any work (runtime.config.check_config)
     compare = compare_configs(cfg)
     n, batch_size = int(cfg.n_samples), int(cfg.batch_size)
     progress = bool(cfg.get("progress", True))
@@ -87,11 +86,11 @@ def main(cfg):
     gen = generate(
         setup,
         score_fn,
-        sampler_cfg,
+        sampler,
         n,
         batch_size=batch_size,
         generator=setup.generator(),
-        snapshot_every=_auto_snapshot_every(cfg, sampler_cfg),
+        snapshot_every=_auto_snapshot_every(cfg, sampler),
         progress=progress,
     )
     seconds = time.perf_counter() - start
@@ -109,7 +108,7 @@ def main(cfg):
 
     out.mkdir(parents=True, exist_ok=True)
     samples_file.write_samples(out / "samples.npz", arrays)
-    save_config(cfg, setup, out)
+    save_config(cfg, setup, out, sampler)
     if gen.labels is not None and len(np.unique(gen.labels.numpy())) > 1:
         lab = gen.labels.numpy()  # class-guided: one row per class (at most 16 samples each)
         classes = np.unique(lab)
@@ -127,7 +126,7 @@ def main(cfg):
             out / "evolution.png",
             rows=int(cfg.get("evolution_rows", 8)),
             reference=_reference_points(data, len(first.trajectory[0])),
-            title=samplers.describe(sampler_cfg),
+            title=sampler.describe(),
         )
     if compare_panels is not None:
         panels, nfes = compare_panels
@@ -137,10 +136,8 @@ def main(cfg):
         metrics.update(nfes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_metrics(cfg, out, metrics, image=grid_path)
-    data_std = setup.data_std if samplers.needs_data_std(sampler_cfg) else None
     log.info(
-        f"wrote {n} samples to {out}/samples.npz ({samplers.describe(sampler_cfg)}, "
-        f"{samplers.settings(sampler_cfg, data_std)}, "
+        f"wrote {n} samples to {out}/samples.npz ({sampler.describe()}, {sampler.settings()}, "
         f"{gen.nfe:g} NFE per sample, "
         f"{seconds:.1f} s)"
     )
@@ -172,9 +169,9 @@ def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, prog
     x_init = setup.sde.prior_sample((n, *setup.shape), generator=setup.generator(), device=setup.device)
     panels, metrics = {}, {}
     for name, sampler_cfg in sampler_cfgs.items():
+        sampler = setup.sampler(sampler_cfg)
         with torch.no_grad():
-            result = samplers.sample(
-                sampler_cfg,
+            result = sampler.sample(
                 score_fn,
                 setup.sde,
                 x_init.shape,
@@ -182,11 +179,10 @@ def compare_samplers(setup: Setup, score_fn, sampler_cfgs: dict, n: int, *, prog
                 generator=setup.generator(),
                 device=setup.device,
                 progress=progress,
-                data_std=setup.data_std if samplers.needs_data_std(sampler_cfg) else None,
             )
         check_finite(result.x, f"compare: {name}")
         panel = _points_or_images(setup.data, result.x.detach().float().cpu())
-        label = f"{name} ({sampler_cfg.get('steps', '?')} steps, {result.nfe:g} NFE)"
+        label = f"{name} ({sampler.steps} steps, {result.nfe:g} NFE)"
         panels[label] = panel[:64] if getattr(setup.data, "is_image", False) else panel
         metrics[f"compare/{name}/nfe"] = float(result.nfe)
     return panels, metrics
@@ -203,6 +199,9 @@ def run_task(task: str, cfg, setup, score_fn, out):
     originals, labels = ref if isinstance(ref, (tuple, list)) else (ref, None)
     originals = originals.float()
     known, mask, shown = problem.prepare(originals, cpu_generator)
+    sampler = setup.sampler(cfg.sampler)
+    if cfg.task.get("resample") is not None:
+        sampler = sampler.with_options(resample=int(cfg.task.resample))
     outputs, nfe = [], 0
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
@@ -210,15 +209,13 @@ def run_task(task: str, cfg, setup, score_fn, out):
         result = inpaint.impute(
             score_fn,
             setup.sde,
-            cfg.sampler,
+            sampler,
             known[sl].to(setup.device),
             m.to(setup.device),
-            resample=cfg.task.get("resample"),
             generator=generator,
             to_basis=problem.to_basis,
             from_basis=problem.from_basis,
             progress=bool(cfg.get("progress", True)),
-            data_std=setup.data_std if samplers.needs_data_std(cfg.sampler) else None,
         )
         outputs.append(result.x.detach().cpu())
         nfe += result.nfe
@@ -243,7 +240,7 @@ def run_task(task: str, cfg, setup, score_fn, out):
     }
     out.mkdir(parents=True, exist_ok=True)
     samples_file.write_samples(out / "samples.npz", arrays)
-    save_config(cfg, setup, out)
+    save_config(cfg, setup, out, sampler)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if getattr(setup.data, "is_image", False):
         inpaint.save_rows_figure(

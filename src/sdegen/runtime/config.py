@@ -59,13 +59,13 @@ def incompatibility(cfg) -> str | None:
 def check_sampler(cfg, key: str, sde=None) -> None:
     """Options of the sampler function and 0 < eps < T of the sampler config at ``key`` (types and ranges of
     each key: ``runtime.schema``)."""
-    from ..samplers import split_config
+    from ..samplers import build
 
     node = OmegaConf.select(cfg, key, default=None)
     if node is None:
         return
     try:
-        _, driver, _ = split_config(node)
+        driver = build(node).driver
     except UserError as err:
         raise UserError(str(err).replace("sampler.", f"{key}.", 1)) from None
     T = float(getattr(sde, "T", None) or OmegaConf.select(cfg, "sde.T", default=1.0) or 1.0)

@@ -44,7 +44,7 @@ def check_finite(x: torch.Tensor, what: str) -> None:
 def generate(
     setup,
     score_fn,
-    sampler_cfg,
+    sampler,
     n: int,
     *,
     batch_size: int,
@@ -53,19 +53,19 @@ def generate(
     progress: bool = True,
     step_hook=None,
 ) -> Generated:
-    """Draw ``n`` samples in batches of at most ``batch_size`` with the sampler config (validated by
-    ``samplers.sample``); the samples must be finite."""
+    """Draw ``n`` samples in batches of at most ``batch_size`` with ``sampler`` (a ``samplers.Sampler``, or a
+    sampler config that ``setup.sampler`` builds); the samples must be finite."""
     from tqdm.auto import tqdm
 
     xs, nfes, labels, first = [], [], [], None
-    data_std = setup.data_std if samplers.needs_data_std(sampler_cfg) else None
+    if not isinstance(sampler, samplers.Sampler):
+        sampler = setup.sampler(sampler)
     batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
     with torch.no_grad():
         for b, size in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) == 1)):
             if hasattr(score_fn, "start_batch"):  # per-batch class labels of guided sampling
                 score_fn.start_batch(size, generator=generator, device=setup.device)
-            result = samplers.sample(
-                sampler_cfg,
+            result = sampler.sample(
                 score_fn,
                 setup.sde,
                 (size, *setup.shape),
@@ -74,7 +74,6 @@ def generate(
                 device=setup.device,
                 snapshot_every=snapshot_every if b == 0 else 0,
                 progress=progress,
-                data_std=data_std,
             )
             xs.append(result.x.detach().float().cpu())
             nfes.append(int(result.nfe))
@@ -83,5 +82,5 @@ def generate(
             if b == 0:
                 first = result
     x = torch.cat(xs)
-    check_finite(x, f"sampling with {samplers.describe(sampler_cfg)}")
+    check_finite(x, f"sampling with {sampler.describe()}")
     return Generated(x, nfes, torch.cat(labels) if labels else None, first)

@@ -63,6 +63,14 @@ class Setup:
             )
             return None
 
+    def sampler(self, sampler_cfg):
+        """The configured sampler, built once (``samplers.build``: ``auto`` resolved, every key checked), with
+        the data's std when its grid follows the data's scale."""
+        from .. import samplers
+
+        sampler = samplers.build(sampler_cfg)
+        return sampler.with_data_std(self.data_std) if sampler.needs_data_std else sampler
+
     def generator(self, seed: int | None = None) -> torch.Generator:
         """A torch.Generator on the device seeded with ``seed`` (default: cfg.seed)."""
         seed = int(self.cfg.get("seed", 0) if seed is None else seed)

@@ -1,13 +1,17 @@
 """Samplers: plain functions ``(score_fn, sde, x, timesteps, ...) -> SampleResult``.
 
-``sample(...)`` is the driver the commands use: it draws the prior, builds the time grid and
-calls the sampler named in the config (``_target_`` is a dotted path, so a new sampler is one file
-plus one YAML).
+``build(sampler_cfg)`` turns a sampler config (``configs/sampler/<name>.yaml``) into a ``Sampler``: every
+``auto`` value resolved from its step-count preset (``samplers.presets``) and every key checked, once.
+``Sampler.sample(...)`` draws the prior, builds the time grid and calls the sampler function named by
+``_target_`` (a dotted path, so a new sampler is one file plus one YAML).  ``sample(sampler_cfg, ...)``
+does both in one call.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -81,18 +85,20 @@ def resolved(sampler_cfg, data_std: float | None = None) -> tuple[dict, list[str
     """``(the config that runs, the keys that were auto)``: every ``auto`` resolved from the step-count
     preset; ``data_std`` too when the grid follows the data's scale and the caller knows the std (the
     checkpoint's or the data's), else it stays ``auto`` (read when sampling)."""
-    raw = plain_config(sampler_cfg)
-    cfg = resolve_auto(raw)
-    was_auto = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO]
-    if needs_data_std(cfg) and data_std is not None:
-        cfg["data_std"] = float(data_std)
-    return cfg, was_auto
+    sampler = build(sampler_cfg, data_std)
+    config = dict(sampler.config)
+    if sampler.data_std is not None:
+        config["data_std"] = sampler.data_std
+    return config, list(sampler.was_auto)
 
 
 def summary(sampler_cfg, data_std: float | None = None) -> str:
     """What will run, in two lines: every key of the resolved config (``*`` marks the ones that were
     ``auto``), then which step count chose them (``sdegen sample ... dry_run=true`` prints it)."""
-    cfg, was_auto = resolved(sampler_cfg, data_std)
+    return build(sampler_cfg, data_std).summary()
+
+
+def _summary(cfg: dict, was_auto) -> str:
     name = describe(cfg).split(" (", 1)[0]
 
     def text(value):
@@ -109,7 +115,7 @@ def summary(sampler_cfg, data_std: float | None = None) -> str:
     notes = []
     if any(k in was_auto and cfg[k] != AUTO for k in keys):
         notes.append(f"* = auto, the preset for {cfg.get('steps', 1000)} steps")
-    if cfg.get("data_std") == AUTO and needs_data_std(cfg):
+    if cfg.get("data_std") == AUTO and _needs_data_std(cfg):
         notes.append("data_std=auto: the checkpoint's or the data's std, read when sampling")
     return f"sampler {name}: {line}" + (f"\n  ({'; '.join(notes)})" if notes else "")
 
@@ -130,9 +136,17 @@ def resolve(target):
     return fn
 
 
+def _values(sampler_cfg) -> dict:
+    """The settings of a ``Sampler`` (resolved when it was built), or of a config with its ``auto`` resolved."""
+    return sampler_cfg.config if isinstance(sampler_cfg, Sampler) else resolve_auto(sampler_cfg)
+
+
 def end_time(sde, sampler_cfg) -> float:
     """The sampler's end time: ``eps``, or the t where σ(t)/α(t) = ``end_noise`` when that is set."""
-    sampler_cfg = resolve_auto(sampler_cfg)
+    return _end_time(sde, _values(sampler_cfg))
+
+
+def _end_time(sde, sampler_cfg: dict) -> float:
     end_noise = sampler_cfg.get("end_noise")
     if end_noise is None:
         eps = float(sampler_cfg.get("eps", 1e-3))
@@ -150,7 +164,10 @@ def start_time(sde, sampler_cfg) -> float:
     """The sampler's start time: T, or the t where σ(t)/α(t) = ``start_noise`` when that is set and
     below σ(T)/α(T) (EDM's σ_max = 80 cap, Karras et al. 2022, Sec. 5: linear VP ends at σ/α ≈ 152,
     where the extra noise levels cost steps and change nothing)."""
-    sampler_cfg = resolve_auto(sampler_cfg)
+    return _start_time(sde, _values(sampler_cfg))
+
+
+def _start_time(sde, sampler_cfg: dict) -> float:
     start_noise = sampler_cfg.get("start_noise")
     T = float(sde.T)
     if start_noise is None:
@@ -161,13 +178,13 @@ def start_time(sde, sampler_cfg) -> float:
     return min(t, T)
 
 
-def split_config(sampler_cfg) -> tuple:
-    """``(function, driver settings, algorithm options)`` of a sampler config.
+def _checked(config: dict) -> tuple:
+    """``(function, driver settings, algorithm options)`` of a resolved sampler config (no ``auto`` left).
 
     A sampler config is flat: ``_target_`` names the function, the ``DRIVER_KEYS`` say how to drive it
     and every other key is one of the function's keyword arguments.  An option the function does not
     take is a ``UserError`` naming the valid ones (a typo never passes silently)."""
-    cfg = resolve_auto(sampler_cfg)
+    cfg = dict(config)
     if "_target_" not in cfg:
         raise UserError(f"a sampler config needs _target_ (the sampler function's dotted path); got keys {sorted(cfg)}")
     fn = resolve(cfg.pop("_target_"))
@@ -234,8 +251,129 @@ def split_config(sampler_cfg) -> tuple:
     return fn, driver, cfg
 
 
+def split_config(sampler_cfg) -> tuple:
+    """``(function, driver settings, algorithm options)`` of a sampler config (``build`` checks it)."""
+    sampler = build(sampler_cfg)
+    return sampler.fn, dict(sampler.driver), dict(sampler.options)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler ready to run, made by ``build``: ``config`` is what runs (every ``auto`` resolved from the
+    step-count preset; a run folder's ``config.yaml`` stores it), ``was_auto`` the keys that were ``auto``,
+    ``fn``/``driver``/``options`` the checked parts of ``config`` (``split_config``) and ``data_std`` the
+    data's std for a grid that follows it (None when the grid does not, or the std is not known)."""
+
+    config: dict
+    was_auto: tuple = ()
+    fn: Callable = field(default=None, repr=False)
+    driver: dict = field(default_factory=dict, repr=False)
+    options: dict = field(default_factory=dict, repr=False)
+    data_std: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(self.driver.get("steps", 1000))
+
+    @property
+    def needs_data_std(self) -> bool:
+        """Whether the grid follows the data's scale and ``data_std`` is still to be supplied."""
+        return _needs_data_std(self.config)
+
+    def with_data_std(self, data_std: float | None) -> Sampler:
+        """This sampler with the data's std (kept only where the grid follows it)."""
+        if data_std is None or not self.needs_data_std:
+            return self
+        return replace(self, data_std=float(data_std))
+
+    def with_options(self, **values) -> Sampler:
+        """This sampler with some keys changed (e.g. ``resample=5``), built and checked again."""
+        return build({**self.config, **values}, self.data_std)
+
+    def describe(self) -> str:
+        """``dpm_solver (20 steps)``."""
+        return describe(self.config)
+
+    def settings(self) -> str:
+        """Where the grid runs (``σ/α 20 → 0.006, logsnr grid``), see ``settings``."""
+        return _settings(self.config, self.was_auto, self.data_std)
+
+    def summary(self) -> str:
+        """Every key of ``config`` in one line, the ones that were ``auto`` marked (``dry_run=true``)."""
+        config = dict(self.config)
+        if self.data_std is not None:
+            config["data_std"] = self.data_std
+        return _summary(config, self.was_auto)
+
+    def start_time(self, sde) -> float:
+        return _start_time(sde, self.driver)
+
+    def end_time(self, sde) -> float:
+        return _end_time(sde, self.driver)
+
+    def sample(
+        self,
+        score_fn,
+        sde,
+        shape,
+        *,
+        step_hook=None,
+        generator=None,
+        device="cpu",
+        x_init=None,
+        snapshot_every=0,
+        progress=False,
+    ) -> SampleResult:
+        """Draw ``shape`` samples: the prior at the start time (``x_init`` when given), the time grid from
+        the driver settings, then the sampler function with its options (see ``sample``)."""
+        driver = self.driver
+        t_start, t_end = self.start_time(sde), self.end_time(sde)
+        if not t_end < t_start:
+            raise UserError(
+                f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
+                f"(end_noise/eps); raise start_noise"
+            )
+        grid, grid_options = driver.get("grid", "uniform"), dict(driver.get("grid_options") or {})
+        if _follows_data_scale(grid):
+            grid_options["data_std"] = data_scale(driver, self.data_std)[0]
+        timesteps = time_grid(
+            sde, self.steps, t_end, grid, start=None if t_start == float(sde.T) else t_start, **grid_options
+        )
+        x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
+        if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
+            x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
+        return self.fn(
+            score_fn,
+            sde,
+            x,
+            timesteps,
+            step_hook=step_hook,
+            generator=generator,
+            snapshot_every=snapshot_every,
+            resample=int(driver.get("resample", 1)),
+            denoise=driver["denoise"],
+            progress=progress,
+            **self.options,
+        )
+
+
+def build(sampler_cfg, data_std: float | None = None) -> Sampler:
+    """The ``Sampler`` of a config (an OmegaConf node or a mapping; a ``Sampler`` is returned as it is):
+    ``auto`` values resolved from the step-count preset and every key checked, here and only here.
+    ``data_std`` is the data's std (the checkpoint's or the data's) for grids that follow it."""
+    if isinstance(sampler_cfg, Sampler):
+        return sampler_cfg.with_data_std(data_std)
+    raw = plain_config(sampler_cfg)
+    config = resolve_auto(raw)
+    fn, driver, options = _checked(config)
+    was_auto = tuple(k for k, v in raw.items() if isinstance(v, str) and v == AUTO)
+    return Sampler(config, was_auto, fn, driver, options).with_data_std(data_std)
+
+
 def describe(sampler_cfg) -> str:
     """A short name of a sampler config for logs and figure titles, e.g. ``dpm_solver (20 steps)``."""
+    if isinstance(sampler_cfg, Sampler):
+        sampler_cfg = sampler_cfg.config
     target = sampler_cfg.get("_target_", "?")
     name = getattr(target, "__name__", str(target).rsplit(".", 1)[-1]).removeprefix("sample_")
     return f"{name} ({sampler_cfg.get('steps', '?')} steps)"
@@ -245,8 +383,10 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
     """Where the grid runs, ``auto`` resolved: ``σ/α 20 → 0.006, logsnr grid`` (beside ``describe``), plus
     any algorithm option the step count chose (``corrector false``); for a grid that follows the data's
     scale, the centre it took from ``data_std`` (as in ``sample``)."""
-    raw = plain_config(sampler_cfg)
-    cfg = resolve_auto(raw)
+    return build(sampler_cfg, data_std).settings()
+
+
+def _settings(cfg: dict, was_auto, data_std: float | None) -> str:
     parts = []
     start, end = cfg.get("start_noise"), cfg.get("end_noise")
     if start is not None or end is not None:
@@ -266,7 +406,7 @@ def settings(sampler_cfg, data_std: float | None = None) -> str:
     if cfg.get("denoise") == "half":
         parts.append("half-step end")
     # the algorithm's own options that the step count chose (unipc's corrector)
-    chosen = [k for k, v in raw.items() if isinstance(v, str) and v == AUTO and k not in DRIVER_KEYS]
+    chosen = [k for k in was_auto if k not in DRIVER_KEYS and k in cfg]
     parts += [f"{k} {str(cfg[k]).lower() if isinstance(cfg[k], bool) else cfg[k]}" for k in chosen]
     return ", ".join(parts) or "default grid"
 
@@ -279,7 +419,10 @@ def _follows_data_scale(grid: str) -> bool:
 def needs_data_std(sampler_cfg) -> bool:
     """Whether sampling with this config reads the data's std (a grid that follows the data's scale, with
     ``sampler.data_std=auto`` and no pinned centre): callers look it up only then."""
-    cfg = resolve_auto(sampler_cfg)
+    return _needs_data_std(_values(sampler_cfg))
+
+
+def _needs_data_std(cfg: dict) -> bool:
     value = cfg.get("data_std", AUTO)
     return (
         _follows_data_scale(cfg.get("grid", "uniform"))
@@ -291,7 +434,7 @@ def needs_data_std(sampler_cfg) -> bool:
 def data_scale(sampler_cfg, data_std: float | None = None) -> tuple[float, str]:
     """``(σ_data, where it came from)``: ``sampler.data_std`` when it is a number, else the ``data_std`` the
     caller knows (the checkpoint's, or the data's: ``runtime.setup.Setup.data_std``), else EDM's 0.5."""
-    value = plain_config(sampler_cfg).get("data_std", AUTO)
+    value = (sampler_cfg.config if isinstance(sampler_cfg, Sampler) else sampler_cfg).get("data_std", AUTO)
     if value is not None and value != AUTO:
         return float(value), "sampler.data_std"
     if data_std is not None:
@@ -313,7 +456,8 @@ def sample(
     progress=False,
     data_std: float | None = None,
 ) -> SampleResult:
-    """Draw ``shape`` samples with the sampler described by ``sampler_cfg``.
+    """Draw ``shape`` samples with the sampler described by ``sampler_cfg`` (a ``Sampler`` or a config,
+    built here by ``build``).
 
     ``sampler_cfg`` is a flat mapping (``configs/sampler/<name>.yaml``): ``_target_`` (the function),
     ``steps``, ``eps``, ``end_noise``, ``start_noise``, ``grid``, ``denoise``, ``resample`` and the
@@ -325,39 +469,16 @@ def sample(
     noise levels that change nothing).  ``data_std`` is the data's root-mean-square per-dimension std when
     the caller knows it (``sampler.data_std=auto``): the grids that follow the data's scale (``focus``) take it.
     """
-    fn, driver, options = split_config(sampler_cfg)
-    t_start, t_end = start_time(sde, driver), end_time(sde, driver)
-    if not t_end < t_start:
-        raise UserError(
-            f"sampler.start_noise={driver.get('start_noise')} starts below the end time "
-            f"(end_noise/eps); raise start_noise"
-        )
-    grid, grid_options = driver.get("grid", "uniform"), dict(driver.get("grid_options") or {})
-    if _follows_data_scale(grid):
-        grid_options["data_std"] = data_scale(driver, data_std)[0]
-    timesteps = time_grid(
-        sde,
-        int(driver.get("steps", 1000)),
-        t_end,
-        grid,
-        start=None if t_start == float(sde.T) else t_start,
-        **grid_options,
-    )
-    x = x_init if x_init is not None else sde.prior_sample(shape, generator=generator, device=device)
-    if t_start < float(sde.T):  # x ~ N(0, σ(T)²) rescaled to N(0, σ(t_start)²) (EDM: x ~ N(0, σ_max² I))
-        x = x * (float(sde.marginal_std(torch.tensor(t_start, dtype=torch.float64))) / sde.prior_std)
-    return fn(
+    return build(sampler_cfg, data_std).sample(
         score_fn,
         sde,
-        x,
-        timesteps,
+        shape,
         step_hook=step_hook,
         generator=generator,
+        device=device,
+        x_init=x_init,
         snapshot_every=snapshot_every,
-        resample=int(driver.get("resample", 1)),
-        denoise=driver["denoise"],
         progress=progress,
-        **options,
     )
 
 
@@ -379,6 +500,8 @@ __all__ = [
     "denoise_mode",
     "time_grid",
     "sample",
+    "build",
+    "Sampler",
     "resolve",
     "start_time",
     "end_time",

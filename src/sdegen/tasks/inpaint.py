@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..samplers import sample as run_sampler
+from .. import samplers
 from ..samplers.base import SampleResult
 from .masks import make_mask
 
@@ -52,7 +52,7 @@ def replacement_hook(sde, x_known, mask, *, generator=None, to_basis=None, from_
 def impute(
     score_fn,
     sde,
-    sampler_cfg,
+    sampler,
     x_known,
     mask,
     *,
@@ -64,19 +64,19 @@ def impute(
     progress=False,
     data_std=None,
 ) -> SampleResult:
-    """Fill the unknown part (mask = 0) of ``x_known`` (model space) with the configured sampler
-    (``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``).  A guided or
+    """Fill the unknown part (mask = 0) of ``x_known`` (model space) with ``sampler`` (a ``samplers.Sampler``
+    or a sampler config; ``resample``: RePaint's resampling count, overriding ``sampler.resample``;
+    ``data_std``: the data's std, for grids that follow it, as in ``samplers.sample``).  A guided or
     class-conditional ``score_fn`` (one with ``start_batch``) gets this batch's labels first: ``guidance.label``,
     or drawn uniformly with ``generator`` as ``sdegen sample`` draws them."""
-    sampler_cfg = dict(sampler_cfg)
+    sampler = samplers.build(sampler, data_std)
     if resample is not None:
-        sampler_cfg["resample"] = int(resample)
+        sampler = sampler.with_options(resample=int(resample))
     if hasattr(score_fn, "start_batch"):  # a class-conditional score: the batch's labels, drawn as in sampling
         score_fn.start_batch(x_known.shape[0], generator=generator, device=x_known.device)
     hook = replacement_hook(sde, x_known, mask, generator=generator, to_basis=to_basis, from_basis=from_basis)
     x_init = sde.prior_sample(x_known.shape, generator=generator, device=x_known.device)  # prior scale, not N(0, I)
-    result = run_sampler(
-        sampler_cfg,
+    result = sampler.sample(
         score_fn,
         sde,
         x_known.shape,
@@ -86,7 +86,6 @@ def impute(
         x_init=x_init,
         snapshot_every=snapshot_every,
         progress=progress,
-        data_std=data_std,
     )
     # samplers that end at t = eps without the denoising step leave the known part noised at σ(eps):
     # paste the known data itself (RePaint does the same)

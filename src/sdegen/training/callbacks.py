@@ -11,6 +11,8 @@ from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging, Wei
 from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..samplers import build as build_sampler
+
 
 def ema_callback(trainer: L.Trainer):
     from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
@@ -51,15 +53,14 @@ class SampleGrid(Callback):
     ):
         self.out_dir, self.at_end = Path(out_dir), bool(at_end)
         self.every_n_steps, self.n, self.seed = int(every_n_steps), int(n), int(seed)
-        self.sampler = dict(sampler or {})  # configs/sampler/<name>.yaml (sampler@sample_grid.sampler)
+        # configs/sampler/<name>.yaml (sampler@sample_grid.sampler), built once: `auto` resolved, keys checked
+        self.sampler = build_sampler(sampler) if sampler else None
         self._last_step = -1
 
     @torch.no_grad()
     def make_grid(self, trainer, pl_module):
-        from ..samplers import sample
-
         step = trainer.global_step
-        if step == self._last_step or self.n <= 0:
+        if step == self._last_step or self.n <= 0 or self.sampler is None:
             return None
         self._last_step = step
         model = ema_model(trainer, pl_module)
@@ -79,15 +80,8 @@ class SampleGrid(Callback):
             def score_fn(x, t):
                 return model(x, t) if labels is None else model(x, t, labels[: x.shape[0]])
 
-            result = sample(
-                self.sampler,
-                score_fn,
-                pl_module.sde,
-                x_init.shape,
-                generator=generator,
-                device=pl_module.device,
-                x_init=x_init,
-                data_std=pl_module.data_info.get("data_std"),
+            result = self.sampler.with_data_std(pl_module.data_info.get("data_std")).sample(
+                score_fn, pl_module.sde, x_init.shape, generator=generator, device=pl_module.device, x_init=x_init
             )
         finally:
             model.train(was_training)
