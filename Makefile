@@ -1,6 +1,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers (auto: one per CPU; JOBS=0 runs the tests in this one process)
+JOBS ?= auto
+PYTEST := $(BIN)/pytest -q -n $(JOBS) --dist loadscope
 
 .PHONY: install lint test test-fast bench table41 clean
 
@@ -13,10 +16,10 @@ lint:  ## ruff: lint and format check (no file is changed)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 test:  ## lint, then the whole test suite (slow end-to-end tests included)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/pytest -q
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(PYTEST)
 
 test-fast:  ## skip the slow end-to-end tests
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench:  ## sampler and training benchmarks (tables on stdout, PNGs under outputs/bench)
 	$(BIN)/python scripts/bench_samplers.py

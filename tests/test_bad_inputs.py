@@ -236,6 +236,7 @@ def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
         cli.main(["sdegen", "sample", "sampler.steps=0", "verbose=true", f"hydra.run.dir={tmp_path / 'run'}"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -283,6 +284,7 @@ def test_a_non_finite_loss_mid_run_is_one_line_and_in_cli_log(tmp_path, monkeypa
     assert lines[0] in (run / "cli.log").read_text()
 
 
+@pytest.mark.slow
 def test_is_offline_as_a_subprocess(inputs, tmp_path):
     """A real process: the offline Inception is named in one log line, and metric=is (no logits) is one
     line on stderr (no library warning beside it), before any sampling."""

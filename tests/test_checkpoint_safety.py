@@ -184,7 +184,8 @@ def test_resume_and_classifier_ckpt_with_a_crafted_config_fail_in_one_line(run, 
     assert harmless() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["sample", pytest.param("train", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sample", "train"])
 def test_crafted_checkpoint_through_the_command_line(run, tmp_path, command):
     victim = tmp_path / "victim.txt"
     bad = craft(

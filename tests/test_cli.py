@@ -13,6 +13,7 @@ def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "sdegen", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_help_lists_commands_and_groups():
     out = run_cli("--help")
     assert out.returncode == 0
@@ -20,6 +21,7 @@ def test_help_lists_commands_and_groups():
         assert word in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "sample", "eval"])
 def test_cfg_job_composes_sde_and_schedule(tmp_path, command):
     out = run_cli(command, "--cfg", "job", "sde=subvp", "schedule=linear", cwd=tmp_path)
@@ -29,6 +31,7 @@ def test_cfg_job_composes_sde_and_schedule(tmp_path, command):
     assert "sdegen.sde.GeometricSigma" in out.stdout, "sde=ve must switch the schedule to geometric"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -46,6 +49,7 @@ def test_invalid_choices_fail_with_one_line(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_multirun_runs_ve_once_and_skips_the_other_ve_pair(tmp_path, command):
     """The README's sweep sde=ve,vp,subvp x schedule=linear,cosine: 4 VP/sub-VP jobs and VE once, with its
@@ -59,6 +63,7 @@ def test_multirun_runs_ve_once_and_skips_the_other_ve_pair(tmp_path, command):
     assert sum("sde=ve schedule=geometric" in line for line in ran) == 1
 
 
+@pytest.mark.slow
 def test_sde_sweep_experiment_runs_exactly_the_five_thesis_configurations(tmp_path):
     out = run_cli("train", "experiment=sde_sweep", "dry_run=true", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

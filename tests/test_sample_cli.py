@@ -68,6 +68,7 @@ def test_sample_writes_files(tmp_path, capsys):
     assert (tmp_path / "csv" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow
 def test_sample_is_deterministic_for_a_seed(tmp_path):
     """Run a is a separate process, b and c run in this one: the seed fixes the draws across processes."""
     runs = {}

@@ -292,6 +292,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, pattern", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_value_is_one_line_and_writes_nothing(tmp_path, args, pattern):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
