@@ -341,7 +341,7 @@ def test_a_built_sampler_resolves_auto_once_and_runs_every_batch_with_it(monkeyp
     assert set(auto_keys) <= set(sampler.was_auto) and sampler.data_std == 0.8
     centre = row["grid_options"]["center_std"]
     assert f"focus at σ/α {centre * 0.8:.3g} = {centre:g} × data std 0.8" in sampler.settings()
-    assert "data_std=0.8*" in sampler.summary()
+    assert " data_std=0.8 " in sampler.summary() and "data_std: the checkpoint's or the data's" in sampler.summary()
 
     sde = standard_sdes()["vp-linear"]
     mixture = GaussianMixture.multiscale(num_components=4, shape=(1, 4, 4))

@@ -111,11 +111,14 @@ def _summary(cfg: dict, was_auto) -> str:
         return "null" if value is None else str(value)
 
     keys = [k for k in cfg if k != "_target_"]
-    line = " ".join(f"{k}={text(cfg[k])}{'*' if k in was_auto and cfg[k] != AUTO else ''}" for k in keys)
+    from_preset = [k for k in keys if k in was_auto and k != "data_std" and cfg[k] != AUTO]
+    line = " ".join(f"{k}={text(cfg[k])}{'*' if k in from_preset else ''}" for k in keys)
     notes = []
-    if any(k in was_auto and cfg[k] != AUTO for k in keys):
+    if from_preset:
         notes.append(f"* = auto, the preset for {cfg.get('steps', 1000)} steps")
-    if cfg.get("data_std") == AUTO and _needs_data_std(cfg):
+    if "data_std" in was_auto and cfg.get("data_std") != AUTO:
+        notes.append("data_std: the checkpoint's or the data's std")
+    elif cfg.get("data_std") == AUTO and _needs_data_std(cfg):
         notes.append("data_std=auto: the checkpoint's or the data's std, read when sampling")
     return f"sampler {name}: {line}" + (f"\n  ({'; '.join(notes)})" if notes else "")
 
