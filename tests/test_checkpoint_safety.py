@@ -126,6 +126,23 @@ def test_registry_holds_exactly_the_targets_of_the_configs():
         registry.check({"a": [1, {"b": {"_target_": "builtins.exec"}}]}, "x")
 
 
+def test_loggers_are_built_only_from_the_registry(tmp_path):
+    """``logger.<name>`` of any command is built through the registry: an unknown target is one line and runs
+    nothing; the configs' own loggers build."""
+    from omegaconf import OmegaConf
+
+    from sdegen.runtime.loggers import build_loggers
+
+    victim = tmp_path / "victim.txt"
+    crafted = {"logger": {"x": {"_target_": "subprocess.run", "args": ["touch", str(victim)]}}}
+    with pytest.raises(UserError, match=r"^logger\.x\._target_='subprocess\.run' is not an object sdegen builds"):
+        build_loggers(OmegaConf.create(crafted), tmp_path)
+    assert not victim.exists()
+    csv = OmegaConf.load(REPO / "configs" / "logger" / "csv.yaml")
+    (logger,) = build_loggers(OmegaConf.create({"logger": csv}), tmp_path)
+    assert type(logger).__name__ == "CSVLogger" and Path(logger.save_dir) == tmp_path
+
+
 # --- crafted checkpoints ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("location", LOCATIONS)
 def test_crafted_stored_config_is_refused_on_load(run, tmp_path, location):

@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra.utils
 from omegaconf import OmegaConf
 
+from . import registry
 from .config import to_plain
 
 log = logging.getLogger("sdegen")
@@ -71,11 +72,12 @@ def build_loggers(cfg, run_dir) -> list:
     logger_cfg = cfg.get("logger") or {}
     run_dir = Path(run_dir)
     loggers = []
-    for conf in logger_cfg.values():
+    for name, conf in logger_cfg.items():
         if conf is None or "_target_" not in conf:
             continue
         conf = OmegaConf.to_container(conf, resolve=True) if OmegaConf.is_config(conf) else dict(conf)
         conf["save_dir"] = str(run_dir)
+        registry.check(conf, f"logger.{name}")  # only loggers named in configs/logger/
         if conf["_target_"].endswith("WandbLogger"):
             logger = _wandb_logger(conf, cfg, run_dir)
             if logger is not None:
