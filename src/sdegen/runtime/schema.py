@@ -1036,7 +1036,7 @@ VOCABULARY = [
     ("labels", "class labels of samples and data (samples.npz `labels`, guidance.label chooses them)"),
     ("nfe", "score-network evaluations per sample (metrics `nfe`)"),
     ("batch_size", "items per batch: data.batch_size for training, batch_size for sampling and metrics"),
-    ("seed", "the random seed of a command (seed=); data.seed and sample_grid.seed seed their own streams"),
+    ("seed", "the random seed of a command (seed=, default 0); data.seed and sample_grid.seed seed their own streams"),
 ]
 
 
