@@ -86,10 +86,7 @@ def resolved(sampler_cfg, data_std: float | None = None) -> tuple[dict, list[str
     preset; ``data_std`` too when the grid follows the data's scale and the caller knows the std (the
     checkpoint's or the data's), else it stays ``auto`` (read when sampling)."""
     sampler = build(sampler_cfg, data_std)
-    config = dict(sampler.config)
-    if sampler.data_std is not None:
-        config["data_std"] = sampler.data_std
-    return config, list(sampler.was_auto)
+    return sampler.values, list(sampler.was_auto)
 
 
 def summary(sampler_cfg, data_std: float | None = None) -> str:
@@ -268,15 +265,20 @@ class Sampler:
     data's std for a grid that follows it (None when the grid does not, or the std is not known)."""
 
     config: dict
-    was_auto: tuple = ()
-    fn: Callable = field(default=None, repr=False)
-    driver: dict = field(default_factory=dict, repr=False)
-    options: dict = field(default_factory=dict, repr=False)
+    was_auto: tuple
+    fn: Callable = field(repr=False)
+    driver: dict = field(repr=False)
+    options: dict = field(repr=False)
     data_std: float | None = None
 
     @property
     def steps(self) -> int:
         return int(self.driver.get("steps", 1000))
+
+    @property
+    def values(self) -> dict:
+        """``config`` with the data's std filled in where the grid takes it."""
+        return self.config if self.data_std is None else {**self.config, "data_std": self.data_std}
 
     @property
     def needs_data_std(self) -> bool:
@@ -303,10 +305,7 @@ class Sampler:
 
     def summary(self) -> str:
         """Every key of ``config`` in one line, the ones that were ``auto`` marked (``dry_run=true``)."""
-        config = dict(self.config)
-        if self.data_std is not None:
-            config["data_std"] = self.data_std
-        return _summary(config, self.was_auto)
+        return _summary(self.values, self.was_auto)
 
     def start_time(self, sde) -> float:
         return _start_time(sde, self.driver)
